@@ -1,0 +1,216 @@
+//! Sentence encoder: `"query: "` prefix, XLM-R unigram tokenizer, candle
+//! `BertModel`, mean pooling over real tokens, L2 normalisation.
+//!
+//! Everything here is synchronous and CPU-bound: callers in async code must run
+//! it on a dedicated thread (see `infer`), never on tokio worker threads.
+
+use std::time::Instant;
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use super::{ModelError, ModelSource};
+
+/// The prefix multilingual-e5 expects on queries (and on classification inputs).
+pub const QUERY_PREFIX: &str = "query: ";
+
+/// Runtime choices for the encoder.
+#[derive(Debug, Clone)]
+pub struct EncoderSettings {
+    /// Longest input in tokens, `<s>` and `</s>` included; longer texts are truncated.
+    pub max_tokens: usize,
+    /// Texts per forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> Self {
+        Self {
+            max_tokens: 512,
+            batch_size: 32,
+        }
+    }
+}
+
+/// One text, tokenized and ready for the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokenized {
+    pub ids: Vec<u32>,
+    /// Tokens were cut to fit `max_tokens`.
+    pub truncated: bool,
+}
+
+/// A sentence embedding with what the caller needs to know about its input.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    /// L2-normalised mean of the last hidden states over real tokens.
+    pub vector: Vec<f32>,
+    /// Tokens fed to the model, specials included.
+    pub tokens: usize,
+    pub truncated: bool,
+}
+
+/// multilingual-e5-small in candle.
+pub struct Encoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    config: Config,
+    device: Device,
+    settings: EncoderSettings,
+}
+
+impl Encoder {
+    /// Resolve, read and build the model on the CPU.
+    pub fn load(source: &ModelSource, settings: EncoderSettings) -> Result<Self, ModelError> {
+        let started = Instant::now();
+        let files = source.resolve()?;
+        let device = Device::Cpu;
+        let weights = files.weights.load(&device)?;
+        let vb = VarBuilder::from_tensors(weights.tensors, DType::F32, &device);
+        let model = BertModel::load(vb, &weights.config)?;
+        let mut tokenizer = Tokenizer::from_file(&files.tokenizer)
+            .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", files.tokenizer.display())))?;
+        let max_tokens = settings
+            .max_tokens
+            .min(weights.config.max_position_embeddings);
+        if max_tokens < 3 {
+            return Err(ModelError::Invalid(format!(
+                "max_tokens {max_tokens} leaves no room for text"
+            )));
+        }
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        tokenizer.with_padding(None);
+        let vocab = tokenizer.get_vocab_size(true);
+        if vocab > weights.config.vocab_size {
+            return Err(ModelError::Invalid(format!(
+                "tokenizer has {vocab} pieces, the embedding table only {}",
+                weights.config.vocab_size
+            )));
+        }
+        tracing::info!(
+            model = %source,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "encoder loaded"
+        );
+        Ok(Self {
+            model,
+            tokenizer,
+            config: weights.config,
+            device,
+            settings: EncoderSettings {
+                max_tokens,
+                ..settings
+            },
+        })
+    }
+
+    /// Embedding width (384 for e5-small).
+    pub fn dim(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// The BERT configuration the weights were loaded with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn settings(&self) -> &EncoderSettings {
+        &self.settings
+    }
+
+    /// Tokenize one text with the query prefix, truncated to `max_tokens`.
+    pub fn tokenize(&self, text: &str) -> Result<Tokenized, ModelError> {
+        let encoding = self
+            .tokenizer
+            .encode(format!("{QUERY_PREFIX}{text}"), true)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(Tokenized {
+            ids: encoding.get_ids().to_vec(),
+            truncated: !encoding.get_overflowing().is_empty(),
+        })
+    }
+
+    /// Embed texts in length-sorted batches; results come back in input order.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, ModelError> {
+        let tokenized = texts
+            .iter()
+            .map(|t| self.tokenize(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..tokenized.len()).collect();
+        order.sort_by_key(|&i| tokenized[i].ids.len());
+        let mut out: Vec<Option<Embedding>> = vec![None; texts.len()];
+        for chunk in order.chunks(self.settings.batch_size.max(1)) {
+            let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &tokenized[i]).collect();
+            let vectors = self.embed_tokenized(&batch)?;
+            for ((&i, vector), t) in chunk.iter().zip(vectors).zip(&batch) {
+                out[i] = Some(Embedding {
+                    vector,
+                    tokens: t.ids.len(),
+                    truncated: t.truncated,
+                });
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|e| e.expect("every index is in exactly one chunk"))
+            .collect())
+    }
+
+    /// One forward pass over a padded batch; returns normalised mean-pooled vectors.
+    pub fn embed_tokenized(&self, batch: &[&Tokenized]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hidden = self.forward(batch)?;
+        let mask = self.attention_mask(batch)?;
+        let pooled = mean_pool(&hidden, &mask)?;
+        Ok(l2_normalize(&pooled)?.to_vec2::<f32>()?)
+    }
+
+    /// Last hidden states `[batch, seq, hidden]` of a right-padded batch.
+    pub fn forward(&self, batch: &[&Tokenized]) -> Result<Tensor, ModelError> {
+        let seq = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0);
+        let pad = self.config.pad_token_id as u32;
+        let mut ids = Vec::with_capacity(batch.len() * seq);
+        for t in batch {
+            ids.extend_from_slice(&t.ids);
+            ids.extend(std::iter::repeat_n(pad, seq - t.ids.len()));
+        }
+        let ids = Tensor::from_vec(ids, (batch.len(), seq), &self.device)?;
+        let types = ids.zeros_like()?;
+        let mask = self.attention_mask(batch)?;
+        Ok(self.model.forward(&ids, &types, Some(&mask))?)
+    }
+
+    /// `[batch, seq]` u32 mask, 1 for real tokens.
+    fn attention_mask(&self, batch: &[&Tokenized]) -> Result<Tensor, ModelError> {
+        let seq = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0);
+        let mut mask = Vec::with_capacity(batch.len() * seq);
+        for t in batch {
+            mask.extend(std::iter::repeat_n(1u32, t.ids.len()));
+            mask.extend(std::iter::repeat_n(0u32, seq - t.ids.len()));
+        }
+        Ok(Tensor::from_vec(mask, (batch.len(), seq), &self.device)?)
+    }
+}
+
+/// Mean of `hidden [b, s, h]` over positions where `mask [b, s]` is 1.
+pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let mask = mask.to_dtype(hidden.dtype())?.unsqueeze(D::Minus1)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?;
+    summed.broadcast_div(&counts)
+}
+
+/// Divide each row by its L2 norm.
+pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    x.broadcast_div(&norm.clamp(1e-12, f32::MAX)?)
+}

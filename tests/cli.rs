@@ -1,0 +1,126 @@
+//! The `kesu` binary through its command line.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use crate::support::model_dir;
+
+fn kesu(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kesu"))
+        .args(args)
+        .env("KESU_MODEL", model_dir())
+        .env_remove("KESU_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kesu binary runs");
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+#[test]
+fn embed_text_prints_one_384_float_object() {
+    let out = kesu(&["embed", "--text", "物流太慢了，一周还没到"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1);
+    let emb = lines[0]["embedding"].as_array().unwrap();
+    assert_eq!(emb.len(), 384);
+    assert_eq!(lines[0]["truncated"], false);
+}
+
+#[test]
+fn embed_stdin_prints_one_object_per_line_and_names_a_bad_line() {
+    let out = kesu(&["embed"], Some("第一条投诉\n第二条投诉\r\n第三条\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_lines(&out).len(), 3);
+
+    let out = kesu(
+        &["embed", "--batch-size", "1"],
+        Some("好的一条\n\n后面一条\n"),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2") && err.contains("empty"), "{err}");
+    assert_eq!(
+        json_lines(&out).len(),
+        1,
+        "the line before the bad one is kept"
+    );
+}
+
+#[test]
+fn missing_model_is_a_clear_error() {
+    let out = kesu(
+        &["embed", "--text", "x", "--model", "/nonexistent/model"],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/model") && err.contains("fetch-model.sh"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreachable_hub_fails_with_a_clear_message() {
+    let hf_home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kesu"))
+        .args([
+            "embed",
+            "--text",
+            "x",
+            "--model",
+            "hub:intfloat/multilingual-e5-small",
+        ])
+        // A closed local port: the download fails at once, no traffic leaves the machine.
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("HF_HOME", hf_home.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HF_ENDPOINT") && err.contains("config.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn segment_prints_domain_words_with_char_offsets() {
+    let out = kesu(&["segment", "--text", "我要打12315投诉理赔"], None);
+    assert!(out.status.success());
+    let words = json_lines(&out).remove(0);
+    let words = words.as_array().unwrap();
+    let hotline = words
+        .iter()
+        .find(|w| w["word"] == "12315")
+        .expect("12315 whole");
+    assert_eq!(
+        (hotline["start"].as_u64(), hotline["end"].as_u64()),
+        (Some(3), Some(8))
+    );
+    assert!(words.iter().any(|w| w["word"] == "理赔"));
+}

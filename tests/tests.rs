@@ -1,0 +1,7 @@
+//! One integration-test binary, a module per topic (ripgrep's layout).
+
+mod cli;
+mod e5s1_format;
+mod model;
+mod segment;
+mod support;
