@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use kesu::analyze::{Analyzer, default_heads_dir};
 use kesu::model::{Encoder, EncoderSettings, ModelSource};
 use kesu::text::Segmenter;
+use kesu::train::TrainSettings;
 use serde::Serialize;
 
 #[derive(Debug, Parser)]
@@ -47,16 +49,20 @@ impl ModelArgs {
         })
     }
 
-    fn load(&self) -> anyhow::Result<Encoder> {
-        let source = self.source()?;
+    fn settings(&self) -> anyhow::Result<EncoderSettings> {
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        let settings = EncoderSettings {
+        Ok(EncoderSettings {
             max_tokens: self.max_tokens,
             batch_size: self.batch_size,
-        };
-        Encoder::load(&source, settings).with_context(|| format!("loading model {source}"))
+            drop_top_layers: 0,
+        })
+    }
+
+    fn load(&self) -> anyhow::Result<Encoder> {
+        let source = self.source()?;
+        Encoder::load(&source, self.settings()?).with_context(|| format!("loading model {source}"))
     }
 }
 
@@ -79,6 +85,58 @@ pub enum Command {
         #[arg(long, env = "KESU_USER_DICT")]
         user_dict: Option<PathBuf>,
     },
+    /// Analyse one complaint and print its Analysis record as JSON.
+    Analyze {
+        /// The complaint text.
+        #[arg(long)]
+        text: String,
+        /// Id echoed in the record.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        analyzer: AnalyzerArgs,
+    },
+    /// Score a JSON Lines file (`id`, `text` per line) into Analysis records, in input order.
+    Score {
+        /// Input JSON Lines file.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output JSON Lines file.
+        #[arg(long)]
+        output: PathBuf,
+        #[command(flatten)]
+        analyzer: AnalyzerArgs,
+    },
+    /// Fine-tune the top encoder layers and the heads on labelled complaints.
+    Train {
+        /// Labelled JSON Lines files (taxonomy evaluation-record format).
+        #[arg(long, required = true, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// Where to write kesu-heads.safetensors and kesu-heads.json.
+        #[arg(long, default_value = "models")]
+        out: PathBuf,
+        #[arg(long, default_value_t = TrainSettings::default().epochs)]
+        epochs: usize,
+        #[arg(long, default_value_t = TrainSettings::default().tuned_layers)]
+        tuned_layers: usize,
+        #[arg(long, default_value_t = TrainSettings::default().seed)]
+        seed: u64,
+        /// Write the run report (settings, losses, temperatures) as JSON here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Evaluate on a labelled JSON Lines file: accuracy, macro-F1, confusion, flags, ECE.
+    Eval {
+        #[arg(long)]
+        data: PathBuf,
+        /// Also write the figures as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        analyzer: AnalyzerArgs,
+    },
     /// Write the model as a Hugging Face folder (config.json, model.safetensors
     /// with dequantised f32 weights, tokenizer.json) for other runtimes.
     ExportModel {
@@ -88,6 +146,24 @@ pub enum Command {
         #[command(flatten)]
         model: ModelArgs,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AnalyzerArgs {
+    /// Folder holding the trained kesu-heads.{safetensors,json} (default: models/).
+    #[arg(long, env = "KESU_HEADS")]
+    pub heads: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+impl AnalyzerArgs {
+    fn load(&self) -> anyhow::Result<Analyzer> {
+        let source = self.model.source()?;
+        let heads = self.heads.clone().unwrap_or_else(default_heads_dir);
+        Analyzer::load(&source, &heads, self.model.settings()?)
+            .with_context(|| format!("loading analyzer ({source}, heads in {})", heads.display()))
+    }
 }
 
 #[derive(Serialize)]
@@ -102,6 +178,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Embed { text, model } => embed(text, &model),
         Command::Segment { text, user_dict } => segment(text, user_dict),
         Command::ExportModel { out, model } => export_model(&out, &model),
+        Command::Analyze { text, id, analyzer } => analyze(&text, id, &analyzer),
+        Command::Score {
+            input,
+            output,
+            analyzer,
+        } => score(&input, &output, &analyzer),
+        Command::Train {
+            data,
+            out,
+            epochs,
+            tuned_layers,
+            seed,
+            report,
+            model,
+        } => train(
+            &data,
+            &out,
+            epochs,
+            tuned_layers,
+            seed,
+            report.as_deref(),
+            &model,
+        ),
+        Command::Eval {
+            data,
+            json,
+            analyzer,
+        } => eval(&data, json.as_deref(), &analyzer),
     }
 }
 
@@ -212,5 +316,137 @@ fn export_model(out: &std::path::Path, args: &ModelArgs) -> anyhow::Result<ExitC
     let written = kesu::model::source::export_hf(&source, out)
         .with_context(|| format!("exporting {source} to {}", out.display()))?;
     eprintln!("wrote {written} tensors to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn analyze(text: &str, id: Option<String>, args: &AnalyzerArgs) -> anyhow::Result<ExitCode> {
+    if text.trim().is_empty() {
+        bail!("--text is empty");
+    }
+    let analyzer = args.load()?;
+    let record = analyzer.analyze(&[(id, text)])?.remove(0);
+    println!("{}", serde_json::to_string(&record)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One input line of `kesu score`.
+#[derive(serde::Deserialize)]
+struct ScoreInput {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    text: String,
+}
+
+fn score(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    args: &AnalyzerArgs,
+) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let mut items: Vec<(Option<String>, String)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let n = i + 1;
+        let rec: ScoreInput = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{}:{n}: not a JSON object with a \"text\" string",
+                input.display()
+            )
+        })?;
+        if rec.text.trim().is_empty() {
+            bail!("{}:{n}: empty text", input.display());
+        }
+        let id = rec.id.map(|v| match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        });
+        items.push((id, rec.text));
+    }
+    let analyzer = args.load()?;
+    let file =
+        std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?;
+    let mut out = BufWriter::new(file);
+    let batch = analyzer.encoder().settings().batch_size.max(1) * 8;
+    for chunk in items.chunks(batch) {
+        let refs: Vec<(Option<String>, &str)> = chunk
+            .iter()
+            .map(|(id, t)| (id.clone(), t.as_str()))
+            .collect();
+        for record in analyzer.analyze(&refs)? {
+            serde_json::to_writer(&mut out, &record)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    eprintln!(
+        "scored {} complaints into {}",
+        items.len(),
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn train(
+    data: &[PathBuf],
+    out: &std::path::Path,
+    epochs: usize,
+    tuned_layers: usize,
+    seed: u64,
+    report: Option<&std::path::Path>,
+    model: &ModelArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut examples = Vec::new();
+    for path in data {
+        examples.extend(kesu::dataset::read_labelled(path)?);
+    }
+    let settings = TrainSettings {
+        epochs,
+        tuned_layers,
+        seed,
+        ..TrainSettings::default()
+    };
+    eprintln!(
+        "training on {} examples from {} files",
+        examples.len(),
+        data.len()
+    );
+    let result = kesu::train::train(&examples, &model.source()?, out, &settings)?;
+    eprintln!(
+        "done: cache {:.0}s, training {:.0}s; temperatures {:?}",
+        result.cache_seconds, result.train_seconds, result.temperatures
+    );
+    if let Some(path) = report {
+        std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(
+    data: &std::path::Path,
+    json: Option<&std::path::Path>,
+    args: &AnalyzerArgs,
+) -> anyhow::Result<ExitCode> {
+    let gold = kesu::dataset::read_labelled(data)?;
+    let analyzer = args.load()?;
+    let items: Vec<(Option<String>, &str)> = gold
+        .iter()
+        .map(|g| (Some(g.id.clone()), g.text.as_str()))
+        .collect();
+    let pred = analyzer.analyze(&items)?;
+    let report = kesu::eval::evaluate(&gold, &pred);
+    println!(
+        "model: {} {}",
+        analyzer.model_info().name,
+        analyzer.model_info().version
+    );
+    print!("{report}");
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -101,3 +101,51 @@ fn exported_safetensors_folder_gives_the_same_embeddings() {
     let c = cosine(&a[0].vector, &b[0].vector);
     assert!(c > 0.99999, "safetensors reload differs: {c}");
 }
+
+#[test]
+fn encoder_matches_candle_transformers_bert_model() {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarBuilder;
+    use candle_transformers::models::bert::BertModel;
+
+    let dir = crate::support::model_dir();
+    let files = ModelSource::Dir(dir).resolve().unwrap();
+    let weights = files.weights.load(&Device::Cpu).unwrap();
+    let vb = VarBuilder::from_tensors(weights.tensors, DType::F32, &Device::Cpu);
+    let reference = BertModel::load(vb, &weights.config).unwrap();
+
+    let texts = [
+        "退款申请提交一周了还没到账",
+        "客服电话一直打不通，太让人失望了！！",
+    ];
+    let tokens: Vec<_> = texts
+        .iter()
+        .map(|t| encoder().tokenize(t).unwrap())
+        .collect();
+    let refs: Vec<_> = tokens.iter().collect();
+    let ours = encoder().forward(&refs).unwrap();
+    let mask = encoder().attention_mask(&refs).unwrap();
+    let seq = ours.dim(1).unwrap();
+    let ids: Vec<u32> = tokens
+        .iter()
+        .flat_map(|t| {
+            t.ids
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(1, seq - t.ids.len()))
+        })
+        .collect();
+    let ids = Tensor::from_vec(ids, (2, seq), &Device::Cpu).unwrap();
+    let theirs = reference
+        .forward(&ids, &ids.zeros_like().unwrap(), Some(&mask))
+        .unwrap();
+    // Compare real-token positions only.
+    for (row, t) in tokens.iter().enumerate() {
+        let n = t.ids.len();
+        let a = ours.get(row).unwrap().narrow(0, 0, n).unwrap();
+        let b = theirs.get(row).unwrap().narrow(0, 0, n).unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = diff.to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-3, "hidden states differ by {diff} on row {row}");
+    }
+}

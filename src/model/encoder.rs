@@ -1,5 +1,5 @@
-//! Sentence encoder: `"query: "` prefix, XLM-R unigram tokenizer, candle
-//! `BertModel`, mean pooling over real tokens, L2 normalisation.
+//! Sentence encoder: `"query: "` prefix, XLM-R unigram tokenizer, the BERT
+//! encoder in candle, mean pooling over real tokens, L2 normalisation.
 //!
 //! Everything here is synchronous and CPU-bound: callers in async code must run
 //! it on a dedicated thread (see `infer`), never on tokio worker threads.
@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
+
+use super::bert::Bert;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::{ModelError, ModelSource};
@@ -23,6 +25,9 @@ pub struct EncoderSettings {
     pub max_tokens: usize,
     /// Texts per forward pass.
     pub batch_size: usize,
+    /// Leave out the top n encoder layers (the analyzer runs its own
+    /// fine-tuned copies of them); 0 runs the whole encoder.
+    pub drop_top_layers: usize,
 }
 
 impl Default for EncoderSettings {
@@ -30,6 +35,7 @@ impl Default for EncoderSettings {
         Self {
             max_tokens: 512,
             batch_size: 32,
+            drop_top_layers: 0,
         }
     }
 }
@@ -54,7 +60,7 @@ pub struct Embedding {
 
 /// multilingual-e5-small in candle.
 pub struct Encoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     config: Config,
     device: Device,
@@ -67,11 +73,29 @@ impl Encoder {
         let started = Instant::now();
         let files = source.resolve()?;
         let device = Device::Cpu;
-        let weights = files.weights.load(&device)?;
+        // Parsing the 17 MB tokenizer.json and dequantising the weights are
+        // independent: overlap them to shorten start-up.
+        let (weights, tokenizer) = std::thread::scope(|s| {
+            let tokenizer = s.spawn(|| {
+                Tokenizer::from_file(&files.tokenizer).map_err(|e| {
+                    ModelError::Tokenizer(format!("{}: {e}", files.tokenizer.display()))
+                })
+            });
+            let weights = files.weights.load(&device);
+            let tokenizer = tokenizer.join().expect("tokenizer loading does not panic");
+            (weights, tokenizer)
+        });
+        let (mut weights, mut tokenizer) = (weights?, tokenizer?);
+        let total = weights.config.num_hidden_layers;
+        weights.config.num_hidden_layers =
+            total.checked_sub(settings.drop_top_layers).ok_or_else(|| {
+                ModelError::Invalid(format!(
+                    "cannot leave out {} layers of a {total}-layer encoder",
+                    settings.drop_top_layers
+                ))
+            })?;
         let vb = VarBuilder::from_tensors(weights.tensors, DType::F32, &device);
-        let model = BertModel::load(vb, &weights.config)?;
-        let mut tokenizer = Tokenizer::from_file(&files.tokenizer)
-            .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", files.tokenizer.display())))?;
+        let model = Bert::load(vb, &weights.config)?;
         let max_tokens = settings
             .max_tokens
             .min(weights.config.max_position_embeddings);
@@ -184,13 +208,12 @@ impl Encoder {
             ids.extend(std::iter::repeat_n(pad, seq - t.ids.len()));
         }
         let ids = Tensor::from_vec(ids, (batch.len(), seq), &self.device)?;
-        let types = ids.zeros_like()?;
         let mask = self.attention_mask(batch)?;
-        Ok(self.model.forward(&ids, &types, Some(&mask))?)
+        Ok(self.model.forward(&ids, &mask)?)
     }
 
     /// `[batch, seq]` u32 mask, 1 for real tokens.
-    fn attention_mask(&self, batch: &[&Tokenized]) -> Result<Tensor, ModelError> {
+    pub fn attention_mask(&self, batch: &[&Tokenized]) -> Result<Tensor, ModelError> {
         let seq = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0);
         let mut mask = Vec::with_capacity(batch.len() * seq);
         for t in batch {

@@ -1,8 +1,12 @@
 //! The local transformer: weights loading (E5S1 or safetensors), the
 //! multilingual-e5-small encoder in candle, and (later) the task heads.
 
+pub mod bert;
 pub mod e5s1;
 pub mod encoder;
+pub mod heads;
+pub mod layer;
+pub mod ops;
 pub mod source;
 
 pub use encoder::{Embedding, Encoder, EncoderSettings, Tokenized};

@@ -1,0 +1,218 @@
+//! The complaint model on top of the frozen encoder layers: the fine-tuned top
+//! encoder layers, mean pooling, and multi-task heads — category softmax,
+//! ordinal intensity (cumulative logits), motive softmax and one sigmoid per
+//! risk flag — over the pooled vector and the surface features.
+//!
+//! The same module serves training (VarMap-backed, differentiable) and
+//! inference (loaded from the committed safetensors artefact).
+
+use candle_core::{D, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder, linear};
+use candle_transformers::models::bert::Config;
+use serde::{Deserialize, Serialize};
+
+use super::encoder::{l2_normalize, mean_pool};
+use super::layer::{TrainableLayer, mask_bias};
+use crate::taxonomy::{Category, Label, Motive, RiskFlag};
+
+/// Shape and provenance of a trained head set; stored as JSON metadata in the
+/// safetensors file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadsConfig {
+    /// Model name shown in every Analysis record.
+    pub name: String,
+    /// Model version shown in every Analysis record.
+    pub version: String,
+    /// Encoder layers fine-tuned and stored in the artefact (the top ones).
+    pub tuned_layers: usize,
+    /// Width of the surface-feature vector.
+    pub features: usize,
+    /// Width of the shared hidden layer.
+    pub hidden: usize,
+    /// Per-head temperatures fitted on held-out training data.
+    pub temperature: Temperatures,
+}
+
+/// Softmax / sigmoid temperatures that calibrate each head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Temperatures {
+    pub category: f32,
+    pub intensity: f32,
+    pub motive: f32,
+    pub flags: f32,
+}
+
+impl Default for Temperatures {
+    fn default() -> Self {
+        Self {
+            category: 1.0,
+            intensity: 1.0,
+            motive: 1.0,
+            flags: 1.0,
+        }
+    }
+}
+
+/// Raw (uncalibrated) logits of every head for a batch.
+pub struct HeadLogits {
+    /// `[b, 11]`
+    pub category: Tensor,
+    /// `[b, 3]` cumulative logits: P(intensity > k) for k = 0, 1, 2.
+    pub intensity: Tensor,
+    /// `[b, 4]`
+    pub motive: Tensor,
+    /// `[b, 10]`
+    pub flags: Tensor,
+}
+
+/// Top encoder layers + pooling + heads.
+pub struct ComplaintHeads {
+    layers: Vec<TrainableLayer>,
+    shared: Linear,
+    category: Linear,
+    intensity: Linear,
+    intensity_bias: Tensor,
+    motive: Linear,
+    flags: Linear,
+    pub config: HeadsConfig,
+}
+
+impl ComplaintHeads {
+    /// Build from `vb`: layers at `layer.{i}`, heads at `head.*`.
+    pub fn load(vb: VarBuilder, bert: &Config, config: HeadsConfig) -> Result<Self> {
+        let layers = (0..config.tuned_layers)
+            .map(|i| TrainableLayer::load(vb.pp(format!("layer.{i}")), bert))
+            .collect::<Result<Vec<_>>>()?;
+        let input = bert.hidden_size + config.features;
+        let head = vb.pp("head");
+        Ok(Self {
+            layers,
+            shared: linear(input, config.hidden, head.pp("shared"))?,
+            category: linear(config.hidden, Category::ALL.len(), head.pp("category"))?,
+            // One direction, three ordered thresholds (CORAL).
+            intensity: candle_nn::linear_no_bias(config.hidden, 1, head.pp("intensity"))?,
+            intensity_bias: head.get_with_hints(
+                3,
+                "intensity_thresholds",
+                candle_nn::Init::Const(0.0),
+            )?,
+            motive: linear(config.hidden, Motive::ALL.len(), head.pp("motive"))?,
+            flags: linear(config.hidden, RiskFlag::ALL.len(), head.pp("flags"))?,
+            config,
+        })
+    }
+
+    /// `hidden [b, s, h]` from the frozen layers, `mask [b, s]`, surface
+    /// `features [b, f]` → logits (inference: no dropout).
+    pub fn forward(&self, hidden: &Tensor, mask: &Tensor, features: &Tensor) -> Result<HeadLogits> {
+        self.forward_with(hidden, mask, features, false, &mut |x| Ok(x.clone()))
+    }
+
+    /// The forward pass with a dropout function applied to the head inputs;
+    /// `train` selects the differentiable layer norm.
+    pub fn forward_with(
+        &self,
+        hidden: &Tensor,
+        mask: &Tensor,
+        features: &Tensor,
+        train: bool,
+        dropout: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<HeadLogits> {
+        let bias = mask_bias(mask)?;
+        let mut x = hidden.clone();
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias, train)?;
+        }
+        let pooled = l2_normalize(&mean_pool(&x, mask)?)?;
+        // The pooled vector has unit norm; scale it so its entries are on the
+        // same order as the features.
+        let pooled = (pooled * POOLED_SCALE)?;
+        let z = dropout(&Tensor::cat(&[&pooled, features], D::Minus1)?)?;
+        let h = dropout(&self.shared.forward(&z)?.gelu_erf()?)?;
+        Ok(HeadLogits {
+            category: self.category.forward(&h)?,
+            intensity: self
+                .intensity
+                .forward(&h)?
+                .broadcast_add(&self.intensity_bias)?,
+            motive: self.motive.forward(&h)?,
+            flags: self.flags.forward(&h)?,
+        })
+    }
+}
+
+/// Scale of the unit-norm pooled embedding fed to the heads.
+const POOLED_SCALE: f64 = 8.0;
+
+/// Calibrated probabilities for one complaint.
+#[derive(Debug, Clone)]
+pub struct HeadProbs {
+    pub category: Vec<f32>,
+    /// Probability of each intensity level 0..=3.
+    pub intensity: Vec<f32>,
+    pub motive: Vec<f32>,
+    pub flags: Vec<f32>,
+}
+
+/// Apply temperatures and turn logits into per-row probabilities.
+pub fn probabilities(logits: &HeadLogits, t: &Temperatures) -> Result<Vec<HeadProbs>> {
+    let softmax = |x: &Tensor, temp: f32| -> Result<Vec<Vec<f32>>> {
+        candle_nn::ops::softmax_last_dim(&(x / f64::from(temp))?)?.to_vec2()
+    };
+    let sigmoid = |x: &Tensor, temp: f32| -> Result<Vec<Vec<f32>>> {
+        candle_nn::ops::sigmoid(&(x / f64::from(temp))?)?.to_vec2()
+    };
+    let category = softmax(&logits.category, t.category)?;
+    let motive = softmax(&logits.motive, t.motive)?;
+    let flags = sigmoid(&logits.flags, t.flags)?;
+    let cumulative = sigmoid(&logits.intensity, t.intensity)?;
+    Ok(category
+        .into_iter()
+        .zip(motive)
+        .zip(flags)
+        .zip(cumulative)
+        .map(|(((category, motive), flags), cum)| HeadProbs {
+            category,
+            intensity: ordinal_levels(&cum),
+            motive,
+            flags,
+        })
+        .collect())
+}
+
+/// P(level = k) from cumulative P(level > k), made monotone first.
+pub fn ordinal_levels(cum: &[f32]) -> Vec<f32> {
+    let mut gt = Vec::with_capacity(cum.len());
+    let mut prev = 1.0f32;
+    for &p in cum {
+        let p = p.min(prev);
+        gt.push(p);
+        prev = p;
+    }
+    let mut levels = Vec::with_capacity(cum.len() + 1);
+    let mut above = 1.0f32;
+    for &p in &gt {
+        levels.push((above - p).max(0.0));
+        above = p;
+    }
+    levels.push(above);
+    let sum: f32 = levels.iter().sum();
+    levels.iter().map(|p| p / sum.max(1e-12)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinal_levels_sum_to_one_and_follow_thresholds() {
+        let p = ordinal_levels(&[0.9, 0.6, 0.1]);
+        assert_eq!(p.len(), 4);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((p[0] - 0.1).abs() < 1e-6 && (p[1] - 0.3).abs() < 1e-6);
+        assert!((p[2] - 0.5).abs() < 1e-6 && (p[3] - 0.1).abs() < 1e-6);
+        // Non-monotone thresholds are clamped, never negative.
+        let q = ordinal_levels(&[0.2, 0.7, 0.9]);
+        assert!(q.iter().all(|&x| x >= 0.0));
+    }
+}
