@@ -119,11 +119,17 @@ pub enum Command {
         epochs: usize,
         #[arg(long, default_value_t = TrainSettings::default().tuned_layers)]
         tuned_layers: usize,
+        /// Learned attention pooling beside mean pooling (true/false).
+        #[arg(long, default_value_t = TrainSettings::default().attention_pool, action = clap::ArgAction::Set)]
+        attention_pool: bool,
         #[arg(long, default_value_t = TrainSettings::default().seed)]
         seed: u64,
         /// Write the run report (settings, losses, temperatures) as JSON here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Keep frozen-layer hidden states here between runs.
+        #[arg(long)]
+        cache: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -189,18 +195,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             epochs,
             tuned_layers,
+            attention_pool,
             seed,
             report,
+            cache,
             model,
-        } => train(
-            &data,
-            &out,
-            epochs,
-            tuned_layers,
-            seed,
-            report.as_deref(),
-            &model,
-        ),
+        } => {
+            let settings = TrainSettings {
+                epochs,
+                tuned_layers,
+                attention_pool,
+                seed,
+                cache_dir: cache,
+                ..TrainSettings::default()
+            };
+            train(&data, &out, &settings, report.as_deref(), &model)
+        }
         Command::Eval {
             data,
             json,
@@ -392,9 +402,7 @@ fn score(
 fn train(
     data: &[PathBuf],
     out: &std::path::Path,
-    epochs: usize,
-    tuned_layers: usize,
-    seed: u64,
+    settings: &TrainSettings,
     report: Option<&std::path::Path>,
     model: &ModelArgs,
 ) -> anyhow::Result<ExitCode> {
@@ -402,18 +410,12 @@ fn train(
     for path in data {
         examples.extend(kesu::dataset::read_labelled(path)?);
     }
-    let settings = TrainSettings {
-        epochs,
-        tuned_layers,
-        seed,
-        ..TrainSettings::default()
-    };
     eprintln!(
         "training on {} examples from {} files",
         examples.len(),
         data.len()
     );
-    let result = kesu::train::train(&examples, &model.source()?, out, &settings)?;
+    let result = kesu::train::train(&examples, &model.source()?, out, settings)?;
     eprintln!(
         "done: cache {:.0}s, training {:.0}s; temperatures {:?}",
         result.cache_seconds, result.train_seconds, result.temperatures

@@ -1,5 +1,6 @@
 //! One integration-test binary, a module per topic (ripgrep's layout).
 
+mod analyze;
 mod cli;
 mod e5s1_format;
 mod model;

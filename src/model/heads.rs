@@ -29,6 +29,9 @@ pub struct HeadsConfig {
     pub features: usize,
     /// Width of the shared hidden layer.
     pub hidden: usize,
+    /// Add a learned attention pooling beside the mean pooling.
+    #[serde(default)]
+    pub attention_pool: bool,
     /// Per-head temperatures fitted on held-out training data.
     pub temperature: Temperatures,
 }
@@ -68,6 +71,7 @@ pub struct HeadLogits {
 /// Top encoder layers + pooling + heads.
 pub struct ComplaintHeads {
     layers: Vec<TrainableLayer>,
+    attention_query: Option<Tensor>,
     shared: Linear,
     category: Linear,
     intensity: Linear,
@@ -83,10 +87,17 @@ impl ComplaintHeads {
         let layers = (0..config.tuned_layers)
             .map(|i| TrainableLayer::load(vb.pp(format!("layer.{i}")), bert))
             .collect::<Result<Vec<_>>>()?;
-        let input = bert.hidden_size + config.features;
+        let pooled = if config.attention_pool { 2 } else { 1 } * bert.hidden_size;
+        let input = pooled + config.features;
         let head = vb.pp("head");
+        let attention_query = if config.attention_pool {
+            Some(head.get(bert.hidden_size, "attention_query")?)
+        } else {
+            None
+        };
         Ok(Self {
             layers,
+            attention_query,
             shared: linear(input, config.hidden, head.pp("shared"))?,
             category: linear(config.hidden, Category::ALL.len(), head.pp("category"))?,
             // One direction, three ordered thresholds (CORAL).
@@ -123,10 +134,22 @@ impl ComplaintHeads {
         for layer in &self.layers {
             x = layer.forward(&x, &bias, train)?;
         }
-        let pooled = l2_normalize(&mean_pool(&x, mask)?)?;
-        // The pooled vector has unit norm; scale it so its entries are on the
-        // same order as the features.
-        let pooled = (pooled * POOLED_SCALE)?;
+        // Pooled vectors have unit norm; scale them so their entries are on
+        // the same order as the features.
+        let mut pooled = (l2_normalize(&mean_pool(&x, mask)?)? * POOLED_SCALE)?;
+        if let Some(query) = &self.attention_query {
+            // scores [b, s] = x · q, padding masked out, softmax over tokens.
+            let (b, s, h) = x.dims3()?;
+            let scores = x
+                .reshape((b * s, h))?
+                .matmul(&query.unsqueeze(1)?)?
+                .reshape((b, s))?;
+            let pad = ((mask.to_dtype(scores.dtype())? - 1.0)? * 1e9)?;
+            let weights = candle_nn::ops::softmax(&(scores + pad)?, D::Minus1)?;
+            let attended = weights.unsqueeze(1)?.matmul(&x)?.squeeze(1)?;
+            let attended = (l2_normalize(&attended)? * POOLED_SCALE)?;
+            pooled = Tensor::cat(&[&pooled, &attended], D::Minus1)?;
+        }
         let z = dropout(&Tensor::cat(&[&pooled, features], D::Minus1)?)?;
         let h = dropout(&self.shared.forward(&z)?.gelu_erf()?)?;
         Ok(HeadLogits {

@@ -30,6 +30,7 @@ pub struct TrainSettings {
     pub version: String,
     pub tuned_layers: usize,
     pub hidden: usize,
+    pub attention_pool: bool,
     pub epochs: usize,
     pub batch_size: usize,
     pub lr_layers: f64,
@@ -42,6 +43,10 @@ pub struct TrainSettings {
     /// Weight of the flag loss against the other heads.
     pub flag_loss_weight: f64,
     pub max_tokens: usize,
+    /// Keep the frozen-layer hidden states here between runs (keyed by the
+    /// texts and settings that produce them); `None` recomputes every run.
+    #[serde(skip)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for TrainSettings {
@@ -51,6 +56,7 @@ impl Default for TrainSettings {
             version: "0.1.0".into(),
             tuned_layers: 1,
             hidden: 256,
+            attention_pool: true,
             epochs: 8,
             batch_size: 16,
             lr_layers: 3e-5,
@@ -61,6 +67,7 @@ impl Default for TrainSettings {
             seed: 20261122,
             flag_loss_weight: 2.0,
             max_tokens: 256,
+            cache_dir: None,
         }
     }
 }
@@ -162,22 +169,47 @@ pub fn train(
             .iter()
             .map(|&i| prepare(&encoder, &segmenter, &data[i].text))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut by_len: Vec<usize> = (0..idx.len()).collect();
-        by_len.sort_by_key(|&j| prepared[j].tokenized.ids.len());
-        let mut out: Vec<Option<Cached>> = (0..idx.len()).map(|_| None).collect();
-        for chunk in by_len.chunks(32) {
-            let batch: Vec<&Prepared> = chunk.iter().map(|&j| &prepared[j]).collect();
-            let (hidden, _) = crate::analyze::frozen_hidden(&encoder, &batch)?;
-            for (row, &j) in chunk.iter().enumerate() {
-                let len = prepared[j].tokenized.ids.len();
-                let h = hidden.get(row)?.narrow(0, 0, len)?.contiguous()?;
-                out[j] = Some(cached(&data[idx[j]], h, prepared[j].features.clone()));
+        let stored = settings.cache_dir.as_ref().map(|dir| {
+            dir.join(format!(
+                "hidden-{:016x}.safetensors",
+                cache_key(source, settings, &prepared)
+            ))
+        });
+        let mut hidden_of: HashMap<String, Tensor> = match &stored {
+            Some(path) if path.is_file() => candle_core::safetensors::load(path, &device)?,
+            _ => HashMap::new(),
+        };
+        if hidden_of.len() != idx.len() {
+            hidden_of.clear();
+            let mut by_len: Vec<usize> = (0..idx.len()).collect();
+            by_len.sort_by_key(|&j| prepared[j].tokenized.ids.len());
+            for chunk in by_len.chunks(32) {
+                let batch: Vec<&Prepared> = chunk.iter().map(|&j| &prepared[j]).collect();
+                let (hidden, _) = crate::analyze::frozen_hidden(&encoder, &batch)?;
+                for (row, &j) in chunk.iter().enumerate() {
+                    let len = prepared[j].tokenized.ids.len();
+                    let h = hidden.get(row)?.narrow(0, 0, len)?.contiguous()?;
+                    hidden_of.insert(j.to_string(), h);
+                }
+            }
+            if let Some(path) = &stored {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+                }
+                candle_core::safetensors::save(&hidden_of, path)?;
             }
         }
-        Ok(out
-            .into_iter()
-            .map(|c| c.expect("every example cached"))
-            .collect())
+        (0..idx.len())
+            .map(|j| {
+                let h = hidden_of
+                    .remove(&j.to_string())
+                    .ok_or_else(|| TrainError::Data(format!("cache misses example {j}")))?;
+                Ok(cached(&data[idx[j]], h, prepared[j].features.clone()))
+            })
+            .collect()
     };
     let train_set = cache(train_idx)?;
     let hold_set = cache(hold_idx)?;
@@ -215,7 +247,11 @@ pub fn train(
             );
             Ok(())
         };
-        let input = h + feature_count;
+        let pooled = if settings.attention_pool { 2 * h } else { h };
+        let input = pooled + feature_count;
+        if settings.attention_pool {
+            init("head.attention_query", &[h], h)?;
+        }
         init("head.shared.weight", &[settings.hidden, input], input)?;
         init("head.shared.bias", &[settings.hidden], input)?;
         for (name, n) in [
@@ -246,6 +282,7 @@ pub fn train(
         tuned_layers: settings.tuned_layers,
         features: feature_count,
         hidden: settings.hidden,
+        attention_pool: settings.attention_pool,
         temperature: Temperatures::default(),
     };
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
@@ -347,6 +384,26 @@ pub fn train(
     })
 }
 
+/// FNV-1a over everything that determines the frozen hidden states.
+fn cache_key(source: &ModelSource, settings: &TrainSettings, prepared: &[Prepared]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(source.to_string().as_bytes());
+    eat(&settings.tuned_layers.to_le_bytes());
+    for p in prepared {
+        for id in &p.tokenized.ids {
+            eat(&id.to_le_bytes());
+        }
+        eat(b"|");
+    }
+    h
+}
+
 fn cached(c: &LabelledComplaint, hidden: Tensor, features: Vec<f32>) -> Cached {
     let mut flags = vec![0.0; RiskFlag::ALL.len()];
     for f in &c.risk_flags {
@@ -419,10 +476,18 @@ fn batch_loss(
     let flags = Tensor::from_vec(flags, (b, RiskFlag::ALL.len()), device)?;
     let l_cat = candle_nn::loss::cross_entropy(&logits.category, &cat)?;
     let l_mot = candle_nn::loss::cross_entropy(&logits.motive, &mot)?;
-    let l_int = candle_nn::loss::binary_cross_entropy_with_logit(&logits.intensity, &ord)?;
-    let l_flag = candle_nn::loss::binary_cross_entropy_with_logit(&logits.flags, &flags)?;
+    let l_int = bce_with_logits(&logits.intensity, &ord)?;
+    let l_flag = bce_with_logits(&logits.flags, &flags)?;
     // The ordinal loss averages over 3 thresholds; scale it like one softmax head.
     l_cat + l_mot + (l_int * 3.0)? + (l_flag * flag_weight)?
+}
+
+/// Mean binary cross-entropy on logits in the stable form
+/// `max(x, 0) - x·y + ln(1 + e^(-|x|))` (candle's version takes ln of a
+/// saturated sigmoid and turns into NaN once a logit grows large).
+pub fn bce_with_logits(x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+    let softplus = x.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
+    (x.relu()? - (x * y)?)?.add(&softplus)?.mean_all()
 }
 
 /// Held-out logits of every head, in batches.
