@@ -124,3 +124,111 @@ fn segment_prints_domain_words_with_char_offsets() {
     );
     assert!(words.iter().any(|w| w["word"] == "理赔"));
 }
+
+#[test]
+fn analyze_prints_an_analysis_record() {
+    let out = kesu(
+        &[
+            "analyze",
+            "--id",
+            "c-1",
+            "--text",
+            "再不退款我就去12315投诉！",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json_lines(&out).remove(0);
+    assert_eq!(r["id"], "c-1");
+    for key in ["category", "intensity", "motive", "risk", "model"] {
+        assert!(r.get(key).is_some(), "missing {key}: {r}");
+    }
+    assert!(r["intensity"]["level"].is_u64());
+    assert!(r["risk"]["flagged"].is_boolean());
+    assert!(!r["model"]["version"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn score_keeps_order_and_ids_and_names_a_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let output = dir.path().join("out.jsonl");
+    let lines = [
+        r#"{"id": "a", "text": "这是一条很长很长的投诉，快递员态度恶劣，包裹还被摔坏了，我要求赔偿和道歉，否则就去消协投诉。"}"#,
+        r#"{"id": 7, "text": "短"}"#,
+        r#"{"id": "c", "text": "APP打不开"}"#,
+    ];
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = kesu(
+        &[
+            "score",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "7", "c"]);
+
+    std::fs::write(&input, format!("{}\n{{\"id\": \"x\"}}\n", lines[0])).unwrap();
+    let out = kesu(
+        &[
+            "score",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in.jsonl:2"), "{err}");
+}
+
+#[test]
+fn eval_prints_the_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gold.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            r#"{"id": "g1", "text": "快递五天了还没到，麻烦查一下", "category": "delivery_logistics", "intensity": 1, "motive": "resolution", "risk_flags": []}"#,
+            "\n",
+            r#"{"id": "g2", "text": "孩子吃了你们的零食食物中毒住院了，我要去市场监管局投诉", "category": "product_quality", "intensity": 2, "motive": "compensation", "risk_flags": ["safety_injury", "regulator", "vulnerable_customer"], "risk_level": "critical"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let out = kesu(&["eval", "--data", data.to_str().unwrap()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "macro-F1",
+        "category confusion",
+        "risk-flag macro-F1",
+        "flagged (high/critical)",
+    ] {
+        assert!(text.contains(needle), "missing {needle}: {text}");
+    }
+}

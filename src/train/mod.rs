@@ -54,10 +54,13 @@ impl Default for TrainSettings {
         Self {
             name: "kesu-e5-small-heads".into(),
             version: "0.1.0".into(),
-            tuned_layers: 1,
+            // The committed model: frozen encoder, mean pooling (fine-tuning
+            // the top layer and attention pooling did not generalise better;
+            // docs/quality.md).
+            tuned_layers: 0,
             hidden: 256,
-            attention_pool: true,
-            epochs: 8,
+            attention_pool: false,
+            epochs: 40,
             batch_size: 16,
             lr_layers: 3e-5,
             lr_heads: 1e-3,
