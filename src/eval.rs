@@ -222,6 +222,23 @@ pub fn evaluate(gold: &[LabelledComplaint], pred: &[Analysis]) -> EvalReport {
     }
 }
 
+/// A per-class table: title row, then P, R, F1 and support per class.
+fn write_classes(f: &mut fmt::Formatter<'_>, title: &str, classes: &[ClassScore]) -> fmt::Result {
+    writeln!(
+        f,
+        "\n{title:<32} {:>6} {:>6} {:>6} {:>5}",
+        "P", "R", "F1", "n"
+    )?;
+    for c in classes {
+        writeln!(
+            f,
+            "  {:<30} {:>6.3} {:>6.3} {:>6.3} {:>5}",
+            c.label, c.precision, c.recall, c.f1, c.support
+        )?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "examples: {}", self.examples)?;
@@ -268,31 +285,9 @@ impl fmt::Display for EvalReport {
             ("intensity", &self.intensity),
             ("motive", &self.motive),
         ] {
-            writeln!(
-                f,
-                "\n{name}: {:<22} {:>6} {:>6} {:>6} {:>5}",
-                "class", "P", "R", "F1", "n"
-            )?;
-            for c in &h.classes {
-                writeln!(
-                    f,
-                    "  {:<30} {:>6.3} {:>6.3} {:>6.3} {:>5}",
-                    c.label, c.precision, c.recall, c.f1, c.support
-                )?;
-            }
+            write_classes(f, &format!("{name}: class"), &h.classes)?;
         }
-        writeln!(
-            f,
-            "\nrisk flags: {:<19} {:>6} {:>6} {:>6} {:>5}",
-            "flag", "P", "R", "F1", "n"
-        )?;
-        for c in &self.flags {
-            writeln!(
-                f,
-                "  {:<30} {:>6.3} {:>6.3} {:>6.3} {:>5}",
-                c.label, c.precision, c.recall, c.f1, c.support
-            )?;
-        }
+        write_classes(f, "risk flags: flag", &self.flags)?;
         writeln!(f, "risk-flag macro-F1: {:.3}", self.flags_macro_f1)?;
         writeln!(f, "risk level accuracy: {:.3}", self.risk_level_accuracy)?;
         writeln!(

@@ -162,17 +162,18 @@ fn score_keeps_order_and_ids_and_names_a_bad_line() {
         r#"{"id": 7, "text": "短"}"#,
         r#"{"id": "c", "text": "APP打不开"}"#,
     ];
-    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let out = kesu(
-        &[
+    let score = || {
+        let args = [
             "score",
             "--input",
             input.to_str().unwrap(),
             "--output",
             output.to_str().unwrap(),
-        ],
-        None,
-    );
+        ];
+        kesu(&args, None)
+    };
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = score();
     assert!(
         out.status.success(),
         "{}",
@@ -187,16 +188,7 @@ fn score_keeps_order_and_ids_and_names_a_bad_line() {
     assert_eq!(ids, ["a", "7", "c"]);
 
     std::fs::write(&input, format!("{}\n{{\"id\": \"x\"}}\n", lines[0])).unwrap();
-    let out = kesu(
-        &[
-            "score",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = score();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in.jsonl:2"), "{err}");

@@ -12,6 +12,7 @@ pub use record::{
     Analysis, Evidence, EvidenceSource, FlagResult, IntensityResult, ModelInfo, Risk, Scored,
 };
 
+use crate::model::encoder::by_length;
 use crate::model::heads::{ComplaintHeads, HeadProbs, HeadsConfig, probabilities};
 use crate::model::{Encoder, EncoderSettings, ModelError, ModelSource, Tokenized};
 use crate::risk::{RuleHit, scan};
@@ -157,21 +158,19 @@ impl Analyzer {
             .iter()
             .map(|(_, text)| prepare(&self.encoder, &self.segmenter, text))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut order: Vec<usize> = (0..items.len()).collect();
-        order.sort_by_key(|&i| prepared[i].tokenized.ids.len());
-        let mut out: Vec<Option<Analysis>> = vec![None; items.len()];
-        for chunk in order.chunks(self.encoder.settings().batch_size.max(1)) {
+        let lengths: Vec<usize> = prepared.iter().map(|p| p.tokenized.ids.len()).collect();
+        by_length(&lengths, self.encoder.settings().batch_size, |chunk| {
             let batch: Vec<&Prepared> = chunk.iter().map(|&i| &prepared[i]).collect();
             let probs = self.probabilities(&batch)?;
-            for ((&i, p), prep) in chunk.iter().zip(probs).zip(&batch) {
-                let (id, text) = &items[i];
-                out[i] = Some(self.decide(id.clone(), text, prep, &p));
-            }
-        }
-        Ok(out
-            .into_iter()
-            .map(|a| a.expect("every index is in exactly one chunk"))
-            .collect())
+            Ok(chunk
+                .iter()
+                .zip(probs)
+                .map(|(&i, p)| {
+                    let (id, text) = &items[i];
+                    self.decide(id.clone(), text, &prepared[i], &p)
+                })
+                .collect())
+        })
     }
 
     /// Calibrated head probabilities for one batch.

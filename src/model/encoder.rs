@@ -167,24 +167,20 @@ impl Encoder {
             .iter()
             .map(|t| self.tokenize(t))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut order: Vec<usize> = (0..tokenized.len()).collect();
-        order.sort_by_key(|&i| tokenized[i].ids.len());
-        let mut out: Vec<Option<Embedding>> = vec![None; texts.len()];
-        for chunk in order.chunks(self.settings.batch_size.max(1)) {
+        let lengths: Vec<usize> = tokenized.iter().map(|t| t.ids.len()).collect();
+        by_length(&lengths, self.settings.batch_size, |chunk| {
             let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &tokenized[i]).collect();
             let vectors = self.embed_tokenized(&batch)?;
-            for ((&i, vector), t) in chunk.iter().zip(vectors).zip(&batch) {
-                out[i] = Some(Embedding {
+            Ok(vectors
+                .into_iter()
+                .zip(&batch)
+                .map(|(vector, t)| Embedding {
                     vector,
                     tokens: t.ids.len(),
                     truncated: t.truncated,
-                });
-            }
-        }
-        Ok(out
-            .into_iter()
-            .map(|e| e.expect("every index is in exactly one chunk"))
-            .collect())
+                })
+                .collect())
+        })
     }
 
     /// One forward pass over a padded batch; returns normalised mean-pooled vectors.
@@ -222,6 +218,30 @@ impl Encoder {
         }
         Ok(Tensor::from_vec(mask, (batch.len(), seq), &self.device)?)
     }
+}
+
+/// Run `f` over items in length-sorted chunks of `batch` (so padding stays
+/// small) and return its results in input order. `f` gets the indices of one
+/// chunk and returns one result per index, in that order.
+pub fn by_length<R, E>(
+    lengths: &[usize],
+    batch: usize,
+    mut f: impl FnMut(&[usize]) -> Result<Vec<R>, E>,
+) -> Result<Vec<R>, E> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let mut out: Vec<Option<R>> = (0..lengths.len()).map(|_| None).collect();
+    for chunk in order.chunks(batch.max(1)) {
+        let results = f(chunk)?;
+        assert_eq!(results.len(), chunk.len(), "one result per index");
+        for (&i, r) in chunk.iter().zip(results) {
+            out[i] = Some(r);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|r| r.expect("every index is in exactly one chunk"))
+        .collect())
 }
 
 /// Mean of `hidden [b, s, h]` over positions where `mask [b, s]` is 1.

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::analyze::{HEADS_STEM, Prepared, features, prepare};
 use crate::dataset::LabelledComplaint;
+use crate::model::encoder::by_length;
 use crate::model::heads::{ComplaintHeads, HeadLogits, HeadsConfig, Temperatures, probabilities};
 use crate::model::{Encoder, EncoderSettings, ModelError, ModelSource};
 use crate::taxonomy::{Label, RiskFlag};
@@ -183,18 +184,24 @@ pub fn train(
             _ => HashMap::new(),
         };
         if hidden_of.len() != idx.len() {
-            hidden_of.clear();
-            let mut by_len: Vec<usize> = (0..idx.len()).collect();
-            by_len.sort_by_key(|&j| prepared[j].tokenized.ids.len());
-            for chunk in by_len.chunks(32) {
+            let lengths: Vec<usize> = prepared.iter().map(|p| p.tokenized.ids.len()).collect();
+            let states = by_length(&lengths, 32, |chunk| {
                 let batch: Vec<&Prepared> = chunk.iter().map(|&j| &prepared[j]).collect();
                 let (hidden, _) = crate::analyze::frozen_hidden(&encoder, &batch)?;
-                for (row, &j) in chunk.iter().enumerate() {
-                    let len = prepared[j].tokenized.ids.len();
-                    let h = hidden.get(row)?.narrow(0, 0, len)?.contiguous()?;
-                    hidden_of.insert(j.to_string(), h);
-                }
-            }
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(row, &j)| {
+                        let len = prepared[j].tokenized.ids.len();
+                        Ok(hidden.get(row)?.narrow(0, 0, len)?.contiguous()?)
+                    })
+                    .collect::<Result<Vec<_>, TrainError>>()
+            })?;
+            hidden_of = states
+                .into_iter()
+                .enumerate()
+                .map(|(j, h)| (j.to_string(), h))
+                .collect();
             if let Some(path) = &stored {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
