@@ -77,14 +77,11 @@ pub fn frozen_hidden(
     Ok((encoder.forward(&tokens)?, encoder.attention_mask(&tokens)?))
 }
 
-/// `[b, f]` feature matrix of a batch.
-pub fn feature_matrix(batch: &[&Prepared], device: &Device) -> candle_core::Result<Tensor> {
-    let width = batch.first().map_or(0, |p| p.features.len());
-    let flat: Vec<f32> = batch
-        .iter()
-        .flat_map(|p| p.features.iter().copied())
-        .collect();
-    Tensor::from_vec(flat, (batch.len(), width), device)
+/// `[b, f]` matrix of per-complaint feature rows.
+pub fn feature_matrix(rows: &[&[f32]], device: &Device) -> candle_core::Result<Tensor> {
+    let width = rows.first().map_or(0, |r| r.len());
+    let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+    Tensor::from_vec(flat, (rows.len(), width), device)
 }
 
 /// The complete analyzer: encoder, trained heads, segmenter.
@@ -176,7 +173,8 @@ impl Analyzer {
     /// Calibrated head probabilities for one batch.
     pub fn probabilities(&self, batch: &[&Prepared]) -> Result<Vec<HeadProbs>, AnalyzeError> {
         let (hidden, mask) = frozen_hidden(&self.encoder, batch)?;
-        let feats = feature_matrix(batch, hidden.device())?;
+        let rows: Vec<&[f32]> = batch.iter().map(|p| p.features.as_slice()).collect();
+        let feats = feature_matrix(&rows, hidden.device())?;
         let logits = self.heads.forward(&hidden, &mask, &feats)?;
         Ok(probabilities(&logits, &self.heads.config.temperature)?)
     }

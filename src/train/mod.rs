@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::analyze::{HEADS_STEM, Prepared, features, prepare};
+use crate::analyze::{HEADS_STEM, Prepared, feature_matrix, features, prepare};
 use crate::dataset::LabelledComplaint;
 use crate::model::encoder::by_length;
 use crate::model::heads::{ComplaintHeads, HeadLogits, HeadsConfig, Temperatures, probabilities};
@@ -230,9 +230,12 @@ pub fn train(
     // seeded uniform init.
     let config = encoder.config().clone();
     let frozen = config.num_hidden_layers;
-    let pretrained = match source.resolve()?.weights.load(&device) {
-        Ok(w) => w.tensors,
-        Err(e) => return Err(e.into()),
+    // Only the tuned layers need the pretrained tensors: skip a second
+    // dequantisation of the whole model when training the heads alone.
+    let pretrained = if settings.tuned_layers > 0 {
+        source.resolve()?.weights.load(&device)?.tensors
+    } else {
+        HashMap::new()
     };
     let varmap = VarMap::new();
     let feature_count = features::feature_count();
@@ -458,12 +461,8 @@ fn pad_batch(batch: &[&Cached], device: &Device) -> candle_core::Result<(Tensor,
     }
     let hidden = Tensor::stack(&rows, 0)?;
     let mask = Tensor::from_vec(mask, (batch.len(), seq), device)?;
-    let width = batch[0].features.len();
-    let flat: Vec<f32> = batch
-        .iter()
-        .flat_map(|c| c.features.iter().copied())
-        .collect();
-    let feats = Tensor::from_vec(flat, (batch.len(), width), device)?;
+    let rows: Vec<&[f32]> = batch.iter().map(|c| c.features.as_slice()).collect();
+    let feats = feature_matrix(&rows, device)?;
     Ok((hidden, mask, feats))
 }
 
