@@ -68,6 +68,8 @@ impl ModelArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP service (analysis API, risk feed, metrics).
+    Serve(ServeArgs),
     /// Print sentence embeddings as JSON: one object for --text, else one per stdin line.
     Embed {
         /// Text to embed; without it, read one text per line from stdin.
@@ -155,6 +157,39 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KESU_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Require `Authorization: Bearer <key>` on everything but /healthz and /readyz.
+    #[arg(long, env = "KESU_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Most complaints in one /v1/analyze/batch call.
+    #[arg(long, env = "KESU_MAX_BATCH_ITEMS", default_value_t = 256)]
+    pub max_batch_items: usize,
+    /// Largest request body in bytes.
+    #[arg(long, env = "KESU_MAX_BODY_BYTES", default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+    /// Complaints queued or running at once; beyond it requests get 429.
+    #[arg(long, env = "KESU_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub queue_capacity: usize,
+    /// Padded tokens (longest text × texts) per forward pass.
+    #[arg(long, env = "KESU_BATCH_TOKENS", default_value_t = 4096)]
+    pub batch_tokens: usize,
+    /// Model worker threads; with two or more, one serves only single-complaint calls.
+    #[arg(long, env = "KESU_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    /// Flagged events the risk feed keeps for Last-Event-ID resume.
+    #[arg(long, env = "KESU_FEED_CAPACITY", default_value_t = 1024)]
+    pub feed_capacity: usize,
+    /// Seconds between SSE keep-alive comments.
+    #[arg(long, env = "KESU_KEEP_ALIVE_SECS", default_value_t = 15)]
+    pub keep_alive_secs: u64,
+    #[command(flatten)]
+    pub analyzer: AnalyzerArgs,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct AnalyzerArgs {
     /// Folder holding the trained kesu-heads.{safetensors,json} (default: models/).
     #[arg(long, env = "KESU_HEADS")]
@@ -181,6 +216,7 @@ struct EmbedOutput<'a> {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve(args),
         Command::Embed { text, model } => embed(text, &model),
         Command::Segment { text, user_dict } => segment(text, user_dict),
         Command::ExportModel { out, model } => export_model(&out, &model),
@@ -397,6 +433,92 @@ fn score(
         output.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    use kesu::http::{AppState, HttpSettings, Metrics};
+    use kesu::infer::{BatchLimits, Infer, InferSettings};
+    use std::sync::Arc;
+
+    for (name, value) in [
+        ("--max-batch-items", args.max_batch_items),
+        ("--queue-capacity", args.queue_capacity),
+        ("--batch-tokens", args.batch_tokens),
+        ("--workers", args.workers),
+        ("--feed-capacity", args.feed_capacity),
+    ] {
+        if value == 0 {
+            bail!("{name} must be at least 1");
+        }
+    }
+    if args.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        bail!("--api-key is empty");
+    }
+    let settings = HttpSettings {
+        max_batch_items: args.max_batch_items,
+        max_body_bytes: args.max_body_bytes,
+        api_key: args.api_key.clone(),
+        keep_alive: std::time::Duration::from_secs(args.keep_alive_secs.max(1)),
+    };
+    let infer_settings = InferSettings {
+        workers: args.workers,
+        limits: BatchLimits {
+            max_items: args.analyzer.model.batch_size,
+            max_tokens: args.batch_tokens,
+        },
+        capacity: args.queue_capacity,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let feed = Arc::new(kesu::feed::RiskFeed::new(args.feed_capacity));
+    let (state, trigger) = AppState::new(settings, feed, Arc::clone(&metrics));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kesu-http")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.addr)
+            .await
+            .with_context(|| format!("binding {}", args.addr))?;
+        let addr = listener.local_addr()?;
+        // Load the model off the runtime; /readyz turns 200 when it is in.
+        let loader = {
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Infer> {
+                let analyzer = args.analyzer.load()?;
+                let observer: kesu::infer::BatchObserver =
+                    Arc::new(move |lane, size, took| metrics.observe_batch(lane, size, took));
+                let infer = Infer::start(Arc::new(analyzer), infer_settings, observer)
+                    .context("starting model workers")?;
+                state.set_infer(infer.clone());
+                Ok(infer)
+            })
+        };
+        eprintln!("kesu listening on http://{addr} (model loading; GET /readyz)");
+        let server = tokio::spawn(kesu::http::serve(
+            listener,
+            state,
+            trigger,
+            kesu::http::shutdown_signal(),
+        ));
+        let infer = match loader.await.context("model loader panicked")? {
+            Ok(infer) => {
+                tracing::info!(%addr, "model loaded; ready");
+                eprintln!("kesu ready on http://{addr}");
+                Some(infer)
+            }
+            Err(e) => {
+                server.abort();
+                return Err(e);
+            }
+        };
+        server.await.context("server task panicked")??;
+        if let Some(infer) = infer {
+            tokio::task::spawn_blocking(move || infer.shutdown()).await?;
+        }
+        eprintln!("kesu stopped");
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn train(

@@ -31,7 +31,7 @@ pub trait Label: Copy + Eq + Sized + 'static {
 macro_rules! label_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $id:literal / $zh:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 

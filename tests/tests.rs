@@ -3,6 +3,8 @@
 mod analyze;
 mod cli;
 mod e5s1_format;
+mod http;
 mod model;
 mod segment;
+mod serve;
 mod support;

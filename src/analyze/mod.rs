@@ -52,6 +52,21 @@ pub struct Prepared {
     pub features: Vec<f32>,
 }
 
+impl Prepared {
+    /// Tokens the model will read, specials included.
+    pub fn tokens(&self) -> usize {
+        self.tokenized.ids.len()
+    }
+}
+
+/// One complaint to analyse: caller's id, original text, its preparation.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    pub id: Option<&'a str>,
+    pub text: &'a str,
+    pub prepared: &'a Prepared,
+}
+
 /// Segment, scan for rule cues and compute surface features, and tokenize.
 pub fn prepare(
     encoder: &Encoder,
@@ -149,22 +164,41 @@ impl Analyzer {
         &self.encoder
     }
 
+    /// Segment, scan and tokenize one text (cheap; no forward pass).
+    pub fn prepare(&self, text: &str) -> Result<Prepared, AnalyzeError> {
+        Ok(prepare(&self.encoder, &self.segmenter, text)?)
+    }
+
     /// Analyse texts (ids echoed), in length-sorted batches; output in input order.
     pub fn analyze(&self, items: &[(Option<String>, &str)]) -> Result<Vec<Analysis>, AnalyzeError> {
         let prepared = items
             .iter()
-            .map(|(_, text)| prepare(&self.encoder, &self.segmenter, text))
+            .map(|(_, text)| self.prepare(text))
             .collect::<Result<Vec<_>, _>>()?;
-        let lengths: Vec<usize> = prepared.iter().map(|p| p.tokenized.ids.len()).collect();
+        let jobs: Vec<Job<'_>> = items
+            .iter()
+            .zip(&prepared)
+            .map(|((id, text), prepared)| Job {
+                id: id.as_deref(),
+                text,
+                prepared,
+            })
+            .collect();
+        self.analyze_prepared(&jobs)
+    }
+
+    /// Analyse prepared complaints in length-sorted batches; output in input order.
+    pub fn analyze_prepared(&self, jobs: &[Job<'_>]) -> Result<Vec<Analysis>, AnalyzeError> {
+        let lengths: Vec<usize> = jobs.iter().map(|j| j.prepared.tokens()).collect();
         by_length(&lengths, self.encoder.settings().batch_size, |chunk| {
-            let batch: Vec<&Prepared> = chunk.iter().map(|&i| &prepared[i]).collect();
+            let batch: Vec<&Prepared> = chunk.iter().map(|&i| jobs[i].prepared).collect();
             let probs = self.probabilities(&batch)?;
             Ok(chunk
                 .iter()
                 .zip(probs)
                 .map(|(&i, p)| {
-                    let (id, text) = &items[i];
-                    self.decide(id.clone(), text, &prepared[i], &p)
+                    let job = &jobs[i];
+                    self.decide(job.id.map(str::to_string), job.text, job.prepared, &p)
                 })
                 .collect())
         })

@@ -6,14 +6,14 @@ use serde::{Deserialize, Serialize};
 use crate::taxonomy::{Category, Motive, RiskFlag, RiskLevel};
 
 /// A label with its calibrated probability.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Scored<L> {
     pub label: L,
     pub score: f32,
 }
 
 /// Intensity: integer level 0..=3, its id and probability.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IntensityResult {
     pub level: u8,
     pub label: crate::taxonomy::Intensity,
@@ -21,7 +21,7 @@ pub struct IntensityResult {
 }
 
 /// Where a flag's evidence came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EvidenceSource {
     /// A rule cue matched this span.
@@ -32,7 +32,7 @@ pub enum EvidenceSource {
 }
 
 /// A span of the original text, in character offsets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evidence {
     pub text: String,
     pub start: usize,
@@ -41,7 +41,7 @@ pub struct Evidence {
 }
 
 /// One raised risk flag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FlagResult {
     pub flag: RiskFlag,
     pub score: f32,
@@ -49,7 +49,7 @@ pub struct FlagResult {
 }
 
 /// Risk level, whether it goes to the risk feed, and the flags.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Risk {
     pub level: RiskLevel,
     pub flagged: bool,
@@ -57,7 +57,7 @@ pub struct Risk {
 }
 
 /// The model that produced a record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelInfo {
     pub name: String,
     pub version: String,
@@ -65,7 +65,7 @@ pub struct ModelInfo {
 }
 
 /// Everything kesu says about one complaint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Analysis {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
