@@ -36,9 +36,12 @@ pub struct ModelArgs {
     /// Longest input in tokens; longer texts are truncated and reported.
     #[arg(long, env = "KESU_MAX_TOKENS", default_value_t = 512)]
     pub max_tokens: usize,
-    /// Texts per forward pass.
+    /// Most texts per forward pass.
     #[arg(long, env = "KESU_BATCH_SIZE", default_value_t = 32)]
     pub batch_size: usize,
+    /// Most padded tokens (longest text × texts) per forward pass.
+    #[arg(long, env = "KESU_BATCH_TOKENS", default_value_t = 2048)]
+    pub batch_tokens: usize,
 }
 
 impl ModelArgs {
@@ -53,9 +56,13 @@ impl ModelArgs {
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
+        if self.batch_tokens == 0 {
+            bail!("--batch-tokens must be at least 1");
+        }
         Ok(EncoderSettings {
             max_tokens: self.max_tokens,
             batch_size: self.batch_size,
+            batch_tokens: self.batch_tokens,
             drop_top_layers: 0,
         })
     }
@@ -173,11 +180,13 @@ pub struct ServeArgs {
     /// Complaints queued or running at once; beyond it requests get 429.
     #[arg(long, env = "KESU_QUEUE_CAPACITY", default_value_t = 1024)]
     pub queue_capacity: usize,
-    /// Padded tokens (longest text × texts) per forward pass.
-    #[arg(long, env = "KESU_BATCH_TOKENS", default_value_t = 4096)]
-    pub batch_tokens: usize,
-    /// Model worker threads; with two or more, one serves only single-complaint calls.
-    #[arg(long, env = "KESU_WORKERS", default_value_t = 2)]
+    /// Padded tokens per forward pass for batch calls. Small, so that a
+    /// single-complaint call waits for at most one short bulk pass.
+    #[arg(long, env = "KESU_BULK_BATCH_TOKENS", default_value_t = 128)]
+    pub bulk_batch_tokens: usize,
+    /// Model worker threads. On 2 cores one is best: forward passes already
+    /// use both cores, and concurrent passes slow each other down.
+    #[arg(long, env = "KESU_WORKERS", default_value_t = 1)]
     pub workers: usize,
     /// Flagged events the risk feed keeps for Last-Event-ID resume.
     #[arg(long, env = "KESU_FEED_CAPACITY", default_value_t = 1024)]
@@ -443,7 +452,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for (name, value) in [
         ("--max-batch-items", args.max_batch_items),
         ("--queue-capacity", args.queue_capacity),
-        ("--batch-tokens", args.batch_tokens),
+        ("--bulk-batch-tokens", args.bulk_batch_tokens),
         ("--workers", args.workers),
         ("--feed-capacity", args.feed_capacity),
     ] {
@@ -462,9 +471,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let infer_settings = InferSettings {
         workers: args.workers,
-        limits: BatchLimits {
+        interactive: BatchLimits {
             max_items: args.analyzer.model.batch_size,
-            max_tokens: args.batch_tokens,
+            max_tokens: args.analyzer.model.batch_tokens,
+        },
+        bulk: BatchLimits {
+            max_items: args.analyzer.model.batch_size,
+            max_tokens: args.bulk_batch_tokens,
         },
         capacity: args.queue_capacity,
     };

@@ -124,7 +124,11 @@ fn harness_with(settings: HttpSettings, engine: Arc<FakeEngine>, capacity: usize
         engine,
         InferSettings {
             workers: 2,
-            limits: BatchLimits {
+            interactive: BatchLimits {
+                max_items: 8,
+                max_tokens: 4096,
+            },
+            bulk: BatchLimits {
                 max_items: 8,
                 max_tokens: 4096,
             },
@@ -478,7 +482,11 @@ async fn readiness_follows_the_model() {
         Arc::new(FakeEngine::new()),
         InferSettings {
             workers: 1,
-            limits: BatchLimits {
+            interactive: BatchLimits {
+                max_items: 8,
+                max_tokens: 1024,
+            },
+            bulk: BatchLimits {
                 max_items: 8,
                 max_tokens: 1024,
             },

@@ -59,7 +59,11 @@ async fn real_model_over_a_socket_with_feed_and_graceful_shutdown() {
         Arc::clone(&analyzer) as Arc<dyn kesu::infer::Engine>,
         InferSettings {
             workers: 2,
-            limits: BatchLimits {
+            interactive: BatchLimits {
+                max_items: 32,
+                max_tokens: 4096,
+            },
+            bulk: BatchLimits {
                 max_items: 32,
                 max_tokens: 4096,
             },

@@ -190,18 +190,24 @@ impl Analyzer {
     /// Analyse prepared complaints in length-sorted batches; output in input order.
     pub fn analyze_prepared(&self, jobs: &[Job<'_>]) -> Result<Vec<Analysis>, AnalyzeError> {
         let lengths: Vec<usize> = jobs.iter().map(|j| j.prepared.tokens()).collect();
-        by_length(&lengths, self.encoder.settings().batch_size, |chunk| {
-            let batch: Vec<&Prepared> = chunk.iter().map(|&i| jobs[i].prepared).collect();
-            let probs = self.probabilities(&batch)?;
-            Ok(chunk
-                .iter()
-                .zip(probs)
-                .map(|(&i, p)| {
-                    let job = &jobs[i];
-                    self.decide(job.id.map(str::to_string), job.text, job.prepared, &p)
-                })
-                .collect())
-        })
+        let settings = self.encoder.settings();
+        by_length(
+            &lengths,
+            settings.batch_size,
+            settings.batch_tokens,
+            |chunk| {
+                let batch: Vec<&Prepared> = chunk.iter().map(|&i| jobs[i].prepared).collect();
+                let probs = self.probabilities(&batch)?;
+                Ok(chunk
+                    .iter()
+                    .zip(probs)
+                    .map(|(&i, p)| {
+                        let job = &jobs[i];
+                        self.decide(job.id.map(str::to_string), job.text, job.prepared, &p)
+                    })
+                    .collect())
+            },
+        )
     }
 
     /// Calibrated head probabilities for one batch.

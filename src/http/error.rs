@@ -81,8 +81,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            // 5xx details are for the log; the caller gets the code.
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            // Details are for the log; the caller gets the code.
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
         let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {

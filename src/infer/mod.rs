@@ -46,7 +46,10 @@ pub struct InferSettings {
     /// Model worker threads. The first only serves the interactive lane
     /// (when there are two or more), so intake calls never wait for a bulk batch.
     pub workers: usize,
-    pub limits: BatchLimits,
+    /// Batch cut for single-complaint calls.
+    pub interactive: BatchLimits,
+    /// Batch cut for batch calls (small: an interactive call may wait for one).
+    pub bulk: BatchLimits,
     /// Complaints queued or running at once; beyond it callers get 429.
     pub capacity: usize,
 }
@@ -109,7 +112,7 @@ impl Infer {
         settings: InferSettings,
         observer: BatchObserver,
     ) -> std::io::Result<Self> {
-        let queue = Arc::new(BatchQueue::new(settings.limits));
+        let queue = Arc::new(BatchQueue::new(settings.interactive, settings.bulk));
         let workers = settings.workers.max(1);
         let mut handles = Vec::with_capacity(workers);
         for w in 0..workers {

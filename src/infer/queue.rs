@@ -53,11 +53,16 @@ struct Lanes<T> {
 pub struct BatchQueue<T> {
     lanes: Mutex<Lanes<T>>,
     ready: Condvar,
-    limits: BatchLimits,
+    interactive: BatchLimits,
+    bulk: BatchLimits,
 }
 
 impl<T: TokenCount> BatchQueue<T> {
-    pub fn new(limits: BatchLimits) -> Self {
+    pub fn new(interactive: BatchLimits, bulk: BatchLimits) -> Self {
+        let sane = |l: BatchLimits| BatchLimits {
+            max_items: l.max_items.max(1),
+            max_tokens: l.max_tokens.max(1),
+        };
         Self {
             lanes: Mutex::new(Lanes {
                 interactive: VecDeque::new(),
@@ -65,10 +70,8 @@ impl<T: TokenCount> BatchQueue<T> {
                 closed: false,
             }),
             ready: Condvar::new(),
-            limits: BatchLimits {
-                max_items: limits.max_items.max(1),
-                max_tokens: limits.max_tokens.max(1),
-            },
+            interactive: sane(interactive),
+            bulk: sane(bulk),
         }
     }
 
@@ -102,10 +105,13 @@ impl<T: TokenCount> BatchQueue<T> {
         let mut lanes = self.lock();
         loop {
             if !lanes.interactive.is_empty() {
-                return Some((Lane::Interactive, cut(&mut lanes.interactive, self.limits)));
+                return Some((
+                    Lane::Interactive,
+                    cut(&mut lanes.interactive, self.interactive),
+                ));
             }
             if !express && !lanes.bulk.is_empty() {
-                return Some((Lane::Bulk, cut(&mut lanes.bulk, self.limits)));
+                return Some((Lane::Bulk, cut(&mut lanes.bulk, self.bulk)));
             }
             if lanes.closed && (express || lanes.bulk.is_empty()) {
                 return None;
@@ -162,10 +168,11 @@ mod tests {
     }
 
     fn queue(max_items: usize, max_tokens: usize) -> BatchQueue<usize> {
-        BatchQueue::new(BatchLimits {
+        let limits = BatchLimits {
             max_items,
             max_tokens,
-        })
+        };
+        BatchQueue::new(limits, limits)
     }
 
     #[test]
@@ -179,6 +186,25 @@ mod tests {
         // Over budget alone still runs.
         assert_eq!(q.next_batch(false).unwrap().1, vec![200]);
         assert_eq!(q.next_batch(false).unwrap().1, vec![5]);
+    }
+
+    #[test]
+    fn each_lane_has_its_own_cut() {
+        let q = BatchQueue::new(
+            BatchLimits {
+                max_items: 8,
+                max_tokens: 1000,
+            },
+            BatchLimits {
+                max_items: 8,
+                max_tokens: 100,
+            },
+        );
+        q.push(Lane::Bulk, [50, 50, 50]);
+        q.push(Lane::Interactive, [50, 50, 50]);
+        assert_eq!(q.next_batch(false).unwrap().1.len(), 3);
+        assert_eq!(q.next_batch(false).unwrap().1.len(), 2);
+        assert_eq!(q.next_batch(false).unwrap().1.len(), 1);
     }
 
     #[test]

@@ -23,8 +23,11 @@ pub const QUERY_PREFIX: &str = "query: ";
 pub struct EncoderSettings {
     /// Longest input in tokens, `<s>` and `</s>` included; longer texts are truncated.
     pub max_tokens: usize,
-    /// Texts per forward pass.
+    /// Most texts per forward pass.
     pub batch_size: usize,
+    /// Most padded tokens (longest × texts) per forward pass: on a CPU,
+    /// padding is pure waste, so length-sorted chunks are also cut by tokens.
+    pub batch_tokens: usize,
     /// Leave out the top n encoder layers (the analyzer runs its own
     /// fine-tuned copies of them); 0 runs the whole encoder.
     pub drop_top_layers: usize,
@@ -35,6 +38,7 @@ impl Default for EncoderSettings {
         Self {
             max_tokens: 512,
             batch_size: 32,
+            batch_tokens: 2048,
             drop_top_layers: 0,
         }
     }
@@ -168,19 +172,24 @@ impl Encoder {
             .map(|t| self.tokenize(t))
             .collect::<Result<Vec<_>, _>>()?;
         let lengths: Vec<usize> = tokenized.iter().map(|t| t.ids.len()).collect();
-        by_length(&lengths, self.settings.batch_size, |chunk| {
-            let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &tokenized[i]).collect();
-            let vectors = self.embed_tokenized(&batch)?;
-            Ok(vectors
-                .into_iter()
-                .zip(&batch)
-                .map(|(vector, t)| Embedding {
-                    vector,
-                    tokens: t.ids.len(),
-                    truncated: t.truncated,
-                })
-                .collect())
-        })
+        by_length(
+            &lengths,
+            self.settings.batch_size,
+            self.settings.batch_tokens,
+            |chunk| {
+                let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &tokenized[i]).collect();
+                let vectors = self.embed_tokenized(&batch)?;
+                Ok(vectors
+                    .into_iter()
+                    .zip(&batch)
+                    .map(|(vector, t)| Embedding {
+                        vector,
+                        tokens: t.ids.len(),
+                        truncated: t.truncated,
+                    })
+                    .collect())
+            },
+        )
     }
 
     /// One forward pass over a padded batch; returns normalised mean-pooled vectors.
@@ -220,18 +229,37 @@ impl Encoder {
     }
 }
 
-/// Run `f` over items in length-sorted chunks of `batch` (so padding stays
-/// small) and return its results in input order. `f` gets the indices of one
-/// chunk and returns one result per index, in that order.
+/// Run `f` over items in length-sorted chunks of at most `max_items` items
+/// and `max_tokens` padded tokens, with at most 25 % padding (an over-long
+/// item runs alone) and return its results in input order. `f` gets the indices of
+/// one chunk and returns one result per index, in that order.
 pub fn by_length<R, E>(
     lengths: &[usize],
-    batch: usize,
+    max_items: usize,
+    max_tokens: usize,
     mut f: impl FnMut(&[usize]) -> Result<Vec<R>, E>,
 ) -> Result<Vec<R>, E> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| lengths[i]);
     let mut out: Vec<Option<R>> = (0..lengths.len()).map(|_| None).collect();
-    for chunk in order.chunks(batch.max(1)) {
+    let mut rest = order.as_slice();
+    while !rest.is_empty() {
+        // Ascending order: the chunk's last item is its longest.
+        // Also stop where padding would pass a quarter of the chunk: on a
+        // CPU a padded token costs as much as a real one.
+        let mut n = 1;
+        let mut real = lengths[rest[0]];
+        while n < rest.len() && n < max_items {
+            let next = lengths[rest[n]];
+            let padded = next * (n + 1);
+            if padded > max_tokens || padded * 4 > (real + next) * 5 {
+                break;
+            }
+            real += next;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
         let results = f(chunk)?;
         assert_eq!(results.len(), chunk.len(), "one result per index");
         for (&i, r) in chunk.iter().zip(results) {
@@ -256,4 +284,36 @@ pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> 
 pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
     let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
     x.broadcast_div(&norm.clamp(1e-12, f32::MAX)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_length;
+
+    fn chunks(lengths: &[usize], max_items: usize, max_tokens: usize) -> Vec<Vec<usize>> {
+        let mut seen = Vec::new();
+        let out = by_length(lengths, max_items, max_tokens, |chunk| {
+            seen.push(chunk.iter().map(|&i| lengths[i]).collect::<Vec<_>>());
+            Ok::<_, ()>(chunk.to_vec())
+        })
+        .unwrap();
+        // Results come back in input order.
+        assert_eq!(out, (0..lengths.len()).collect::<Vec<_>>());
+        seen
+    }
+
+    #[test]
+    fn chunks_are_sorted_and_cut_by_count_tokens_and_padding() {
+        assert_eq!(
+            chunks(&[30, 10, 11, 12, 29, 31], 3, 1000),
+            vec![vec![10, 11, 12], vec![29, 30, 31]]
+        );
+        // 10 then 30: padding 40 of 80 tokens, over a quarter.
+        assert_eq!(chunks(&[10, 30], 8, 1000), vec![vec![10], vec![30]]);
+        // Token budget: 3 × 40 > 100; an over-long item runs alone.
+        assert_eq!(
+            chunks(&[40, 40, 40, 500], 8, 100),
+            vec![vec![40, 40], vec![40], vec![500]]
+        );
+    }
 }

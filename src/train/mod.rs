@@ -164,6 +164,7 @@ pub fn train(
         EncoderSettings {
             max_tokens: settings.max_tokens,
             batch_size: 32,
+            batch_tokens: usize::MAX,
             drop_top_layers: settings.tuned_layers,
         },
     )?;
@@ -185,7 +186,7 @@ pub fn train(
         };
         if hidden_of.len() != idx.len() {
             let lengths: Vec<usize> = prepared.iter().map(|p| p.tokenized.ids.len()).collect();
-            let states = by_length(&lengths, 32, |chunk| {
+            let states = by_length(&lengths, 32, usize::MAX, |chunk| {
                 let batch: Vec<&Prepared> = chunk.iter().map(|&j| &prepared[j]).collect();
                 let (hidden, _) = crate::analyze::frozen_hidden(&encoder, &batch)?;
                 chunk
