@@ -133,6 +133,9 @@ pub enum Command {
         attention_pool: bool,
         #[arg(long, default_value_t = TrainSettings::default().seed)]
         seed: u64,
+        /// Head sets trained from different seeds and averaged (needs --tuned-layers 0).
+        #[arg(long, default_value_t = TrainSettings::default().members)]
+        members: usize,
         /// Write the run report (settings, losses, temperatures) as JSON here.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -242,6 +245,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tuned_layers,
             attention_pool,
             seed,
+            members,
             report,
             cache,
             model,
@@ -251,6 +255,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tuned_layers,
                 attention_pool,
                 seed,
+                members,
                 cache_dir: cache,
                 ..TrainSettings::default()
             };
@@ -569,12 +574,26 @@ fn eval(
 ) -> anyhow::Result<ExitCode> {
     let gold = kesu::dataset::read_labelled(data)?;
     let analyzer = args.load()?;
-    let items: Vec<(Option<String>, &str)> = gold
+    let prepared = gold
         .iter()
-        .map(|g| (Some(g.id.clone()), g.text.as_str()))
+        .map(|g| analyzer.prepare(&g.text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let jobs: Vec<kesu::analyze::Job<'_>> = gold
+        .iter()
+        .zip(&prepared)
+        .map(|(g, prepared)| kesu::analyze::Job {
+            id: Some(&g.id),
+            text: &g.text,
+            prepared,
+        })
         .collect();
-    let pred = analyzer.analyze(&items)?;
-    let report = kesu::eval::evaluate(&gold, &pred);
+    let (pred, probs): (Vec<_>, Vec<_>) = analyzer
+        .analyze_with_probabilities(&jobs)?
+        .into_iter()
+        .unzip();
+    let mut report = kesu::eval::evaluate(&gold, &pred);
+    let flag_probs: Vec<Vec<f32>> = probs.into_iter().map(|p| p.flags).collect();
+    report.flags_ece = Some(kesu::eval::flag_ece(&gold, &flag_probs));
     println!(
         "model: {} {}",
         analyzer.model_info().name,

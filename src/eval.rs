@@ -41,6 +41,9 @@ pub struct EvalReport {
     pub motive: HeadScore,
     pub flags: Vec<ClassScore>,
     pub flags_macro_f1: f64,
+    /// ECE of the per-flag probabilities over every (complaint, flag) pair,
+    /// when the full distributions are given ([`flag_ece`]).
+    pub flags_ece: Option<f64>,
     pub flagged_precision: f64,
     pub flagged_recall: f64,
     pub risk_level_accuracy: f64,
@@ -114,6 +117,20 @@ fn head_score(labels: &[&str], rows: &[(usize, usize, f32)]) -> HeadScore {
         ece: ece(&conf, &correct),
         classes,
     }
+}
+
+/// ECE of per-flag sigmoid probabilities, each (complaint, flag) pair a
+/// binary prediction: confidence max(p, 1 − p), correct when p ≥ 0.5 matches gold.
+pub fn flag_ece(gold: &[LabelledComplaint], flag_probs: &[Vec<f32>]) -> f64 {
+    let mut conf = Vec::new();
+    let mut correct = Vec::new();
+    for (g, probs) in gold.iter().zip(flag_probs) {
+        for (flag, &p) in RiskFlag::ALL.iter().zip(probs) {
+            conf.push(p.max(1.0 - p));
+            correct.push((p >= 0.5) == g.risk_flags.contains(flag));
+        }
+    }
+    ece(&conf, &correct)
 }
 
 /// Compare predictions with gold labels (same order, same length).
@@ -210,6 +227,7 @@ pub fn evaluate(gold: &[LabelledComplaint], pred: &[Analysis]) -> EvalReport {
         motive: head_score(&mot_ids, &mot_rows),
         flags,
         flags_macro_f1,
+        flags_ece: None,
         flagged_precision: ratio(tp, tp + fp),
         flagged_recall: ratio(tp, tp + fn_),
         risk_level_accuracy: ratio(
@@ -289,6 +307,9 @@ impl fmt::Display for EvalReport {
         }
         write_classes(f, "risk flags: flag", &self.flags)?;
         writeln!(f, "risk-flag macro-F1: {:.3}", self.flags_macro_f1)?;
+        if let Some(e) = self.flags_ece {
+            writeln!(f, "risk-flag ECE (every complaint × flag): {e:.3}")?;
+        }
         writeln!(f, "risk level accuracy: {:.3}", self.risk_level_accuracy)?;
         writeln!(
             f,

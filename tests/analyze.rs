@@ -89,6 +89,7 @@ fn training_is_seeded_and_its_artefact_loads() {
     let settings = TrainSettings {
         epochs: 2,
         tuned_layers: 1,
+        members: 1,
         max_tokens: 64,
         ..TrainSettings::default()
     };
@@ -109,6 +110,44 @@ fn training_is_seeded_and_its_artefact_loads() {
         .unwrap();
     assert_eq!(out[0].id.as_deref(), Some("x"));
     assert_eq!(out[0].model.name, settings.name);
+}
+
+#[test]
+fn an_ensemble_trains_reproducibly_and_loads() {
+    let data = tiny_set();
+    let settings = TrainSettings {
+        epochs: 2,
+        members: 2,
+        max_tokens: 64,
+        ..TrainSettings::default()
+    };
+    let source = ModelSource::Dir(model_dir());
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let report = train(&data, &source, a.path(), &settings).unwrap();
+    train(&data, &source, b.path(), &settings).unwrap();
+    assert_eq!(report.epoch_losses.len(), 4, "two members × two epochs");
+    let wa = std::fs::read(a.path().join("kesu-heads.safetensors")).unwrap();
+    let wb = std::fs::read(b.path().join("kesu-heads.safetensors")).unwrap();
+    assert_eq!(wa, wb, "same seed, same data: same weights");
+    let tensors = candle_core::safetensors::load(
+        a.path().join("kesu-heads.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let m0 = tensors["head.category.weight"].to_vec2::<f32>().unwrap();
+    let m1 = tensors["head1.category.weight"].to_vec2::<f32>().unwrap();
+    assert_ne!(m0, m1, "members start from different seeds");
+    let analyzer = Analyzer::load(&source, a.path(), EncoderSettings::default()).unwrap();
+    let out = analyzer.analyze(&[(None, "物流太慢了")]).unwrap();
+    let score = out[0].category.score;
+    assert!(score > 0.0 && score <= 1.0, "{score}");
+    // A tuned encoder layer cannot be shared by several members.
+    let bad = TrainSettings {
+        tuned_layers: 1,
+        ..settings
+    };
+    assert!(train(&data, &source, a.path(), &bad).is_err());
 }
 
 fn committed() -> Analyzer {

@@ -189,6 +189,19 @@ impl Analyzer {
 
     /// Analyse prepared complaints in length-sorted batches; output in input order.
     pub fn analyze_prepared(&self, jobs: &[Job<'_>]) -> Result<Vec<Analysis>, AnalyzeError> {
+        Ok(self
+            .analyze_with_probabilities(jobs)?
+            .into_iter()
+            .map(|(record, _)| record)
+            .collect())
+    }
+
+    /// Records with every head's full calibrated distribution (evaluation:
+    /// a record lists only the raised flags).
+    pub fn analyze_with_probabilities(
+        &self,
+        jobs: &[Job<'_>],
+    ) -> Result<Vec<(Analysis, HeadProbs)>, AnalyzeError> {
         let lengths: Vec<usize> = jobs.iter().map(|j| j.prepared.tokens()).collect();
         let settings = self.encoder.settings();
         by_length(
@@ -203,7 +216,9 @@ impl Analyzer {
                     .zip(probs)
                     .map(|(&i, p)| {
                         let job = &jobs[i];
-                        self.decide(job.id.map(str::to_string), job.text, job.prepared, &p)
+                        let record =
+                            self.decide(job.id.map(str::to_string), job.text, job.prepared, &p);
+                        (record, p)
                     })
                     .collect())
             },

@@ -32,8 +32,26 @@ pub struct HeadsConfig {
     /// Add a learned attention pooling beside the mean pooling.
     #[serde(default)]
     pub attention_pool: bool,
-    /// Per-head temperatures fitted on held-out training data.
+    /// Independently initialised and trained head sets whose logits are
+    /// averaged (a deep ensemble over the same frozen features).
+    #[serde(default = "one")]
+    pub members: usize,
+    /// Per-head temperatures fitted on held-out training data (for the
+    /// averaged logits).
     pub temperature: Temperatures,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Checkpoint prefix of ensemble member `k` (`head`, `head1`, `head2`, …).
+pub fn member_prefix(k: usize) -> String {
+    if k == 0 {
+        "head".to_string()
+    } else {
+        format!("head{k}")
+    }
 }
 
 /// Softmax / sigmoid temperatures that calibrate each head.
@@ -68,9 +86,8 @@ pub struct HeadLogits {
     pub flags: Tensor,
 }
 
-/// Top encoder layers + pooling + heads.
-pub struct ComplaintHeads {
-    layers: Vec<TrainableLayer>,
+/// One set of heads over the pooled vector and the features.
+struct Member {
     attention_query: Option<Tensor>,
     shared: Linear,
     category: Linear,
@@ -78,25 +95,18 @@ pub struct ComplaintHeads {
     intensity_bias: Tensor,
     motive: Linear,
     flags: Linear,
-    pub config: HeadsConfig,
 }
 
-impl ComplaintHeads {
-    /// Build from `vb`: layers at `layer.{i}`, heads at `head.*`.
-    pub fn load(vb: VarBuilder, bert: &Config, config: HeadsConfig) -> Result<Self> {
-        let layers = (0..config.tuned_layers)
-            .map(|i| TrainableLayer::load(vb.pp(format!("layer.{i}")), bert))
-            .collect::<Result<Vec<_>>>()?;
+impl Member {
+    fn load(head: VarBuilder, bert: &Config, config: &HeadsConfig) -> Result<Self> {
         let pooled = if config.attention_pool { 2 } else { 1 } * bert.hidden_size;
         let input = pooled + config.features;
-        let head = vb.pp("head");
         let attention_query = if config.attention_pool {
             Some(head.get(bert.hidden_size, "attention_query")?)
         } else {
             None
         };
         Ok(Self {
-            layers,
             attention_query,
             shared: linear(input, config.hidden, head.pp("shared"))?,
             category: linear(config.hidden, Category::ALL.len(), head.pp("category"))?,
@@ -109,34 +119,18 @@ impl ComplaintHeads {
             )?,
             motive: linear(config.hidden, Motive::ALL.len(), head.pp("motive"))?,
             flags: linear(config.hidden, RiskFlag::ALL.len(), head.pp("flags"))?,
-            config,
         })
     }
 
-    /// `hidden [b, s, h]` from the frozen layers, `mask [b, s]`, surface
-    /// `features [b, f]` → logits (inference: no dropout).
-    pub fn forward(&self, hidden: &Tensor, mask: &Tensor, features: &Tensor) -> Result<HeadLogits> {
-        self.forward_with(hidden, mask, features, false, &mut |x| Ok(x.clone()))
-    }
-
-    /// The forward pass with a dropout function applied to the head inputs;
-    /// `train` selects the differentiable layer norm.
-    pub fn forward_with(
+    fn forward(
         &self,
-        hidden: &Tensor,
+        x: &Tensor,
         mask: &Tensor,
+        mean: &Tensor,
         features: &Tensor,
-        train: bool,
         dropout: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
     ) -> Result<HeadLogits> {
-        let bias = mask_bias(mask)?;
-        let mut x = hidden.clone();
-        for layer in &self.layers {
-            x = layer.forward(&x, &bias, train)?;
-        }
-        // Pooled vectors have unit norm; scale them so their entries are on
-        // the same order as the features.
-        let mut pooled = (l2_normalize(&mean_pool(&x, mask)?)? * POOLED_SCALE)?;
+        let mut pooled = mean.clone();
         if let Some(query) = &self.attention_query {
             // scores [b, s] = x · q, padding masked out, softmax over tokens.
             let (b, s, h) = x.dims3()?;
@@ -146,7 +140,7 @@ impl ComplaintHeads {
                 .reshape((b, s))?;
             let pad = ((mask.to_dtype(scores.dtype())? - 1.0)? * 1e9)?;
             let weights = candle_nn::ops::softmax(&(scores + pad)?, D::Minus1)?;
-            let attended = weights.unsqueeze(1)?.matmul(&x)?.squeeze(1)?;
+            let attended = weights.unsqueeze(1)?.matmul(x)?.squeeze(1)?;
             let attended = (l2_normalize(&attended)? * POOLED_SCALE)?;
             pooled = Tensor::cat(&[&pooled, &attended], D::Minus1)?;
         }
@@ -160,6 +154,83 @@ impl ComplaintHeads {
                 .broadcast_add(&self.intensity_bias)?,
             motive: self.motive.forward(&h)?,
             flags: self.flags.forward(&h)?,
+        })
+    }
+}
+
+/// Top encoder layers + pooling + heads (one or more ensemble members).
+pub struct ComplaintHeads {
+    layers: Vec<TrainableLayer>,
+    members: Vec<Member>,
+    pub config: HeadsConfig,
+}
+
+impl ComplaintHeads {
+    /// Build from `vb`: layers at `layer.{i}`, member k's heads at
+    /// [`member_prefix`]`(k)`.
+    pub fn load(vb: VarBuilder, bert: &Config, config: HeadsConfig) -> Result<Self> {
+        let layers = (0..config.tuned_layers)
+            .map(|i| TrainableLayer::load(vb.pp(format!("layer.{i}")), bert))
+            .collect::<Result<Vec<_>>>()?;
+        let members = (0..config.members.max(1))
+            .map(|k| Member::load(vb.pp(member_prefix(k)), bert, &config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            members,
+            config,
+        })
+    }
+
+    /// `hidden [b, s, h]` from the frozen layers, `mask [b, s]`, surface
+    /// `features [b, f]` → logits averaged over the members (inference: no dropout).
+    pub fn forward(&self, hidden: &Tensor, mask: &Tensor, features: &Tensor) -> Result<HeadLogits> {
+        self.forward_with(hidden, mask, features, None, false, &mut |x| Ok(x.clone()))
+    }
+
+    /// The forward pass of one member (`Some(k)`) or the average of all, with
+    /// a dropout function applied to the head inputs; `train` selects the
+    /// differentiable layer norm.
+    pub fn forward_with(
+        &self,
+        hidden: &Tensor,
+        mask: &Tensor,
+        features: &Tensor,
+        member: Option<usize>,
+        train: bool,
+        dropout: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<HeadLogits> {
+        let bias = mask_bias(mask)?;
+        let mut x = hidden.clone();
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias, train)?;
+        }
+        // Pooled vectors have unit norm; scale them so their entries are on
+        // the same order as the features.
+        let mean = (l2_normalize(&mean_pool(&x, mask)?)? * POOLED_SCALE)?;
+        if let Some(k) = member {
+            return self.members[k].forward(&x, mask, &mean, features, dropout);
+        }
+        let mut sum: Option<HeadLogits> = None;
+        for m in &self.members {
+            let l = m.forward(&x, mask, &mean, features, dropout)?;
+            sum = Some(match sum {
+                None => l,
+                Some(s) => HeadLogits {
+                    category: (s.category + l.category)?,
+                    intensity: (s.intensity + l.intensity)?,
+                    motive: (s.motive + l.motive)?,
+                    flags: (s.flags + l.flags)?,
+                },
+            });
+        }
+        let s = sum.expect("at least one member");
+        let n = self.members.len() as f64;
+        Ok(HeadLogits {
+            category: (s.category / n)?,
+            intensity: (s.intensity / n)?,
+            motive: (s.motive / n)?,
+            flags: (s.flags / n)?,
         })
     }
 }

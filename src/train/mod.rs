@@ -19,7 +19,9 @@ use serde::Serialize;
 use crate::analyze::{HEADS_STEM, Prepared, feature_matrix, features, prepare};
 use crate::dataset::LabelledComplaint;
 use crate::model::encoder::by_length;
-use crate::model::heads::{ComplaintHeads, HeadLogits, HeadsConfig, Temperatures, probabilities};
+use crate::model::heads::{
+    ComplaintHeads, HeadLogits, HeadsConfig, Temperatures, member_prefix, probabilities,
+};
 use crate::model::{Encoder, EncoderSettings, ModelError, ModelSource};
 use crate::taxonomy::{Label, RiskFlag};
 use crate::text::Segmenter;
@@ -41,6 +43,8 @@ pub struct TrainSettings {
     /// Share of the training data held out for calibration and early figures.
     pub holdout: f64,
     pub seed: u64,
+    /// Head sets trained from different seeds and averaged (frozen encoder only).
+    pub members: usize,
     /// Weight of the flag loss against the other heads.
     pub flag_loss_weight: f64,
     pub max_tokens: usize,
@@ -54,7 +58,7 @@ impl Default for TrainSettings {
     fn default() -> Self {
         Self {
             name: "kesu-e5-small-heads".into(),
-            version: "0.1.0".into(),
+            version: "0.2.0".into(),
             // The committed model: frozen encoder, mean pooling (fine-tuning
             // the top layer and attention pooling did not generalise better;
             // docs/quality.md).
@@ -69,6 +73,8 @@ impl Default for TrainSettings {
             dropout: 0.1,
             holdout: 0.1,
             seed: 20261122,
+            // Five seeds averaged: steadier than one (docs/quality.md).
+            members: 5,
             flag_loss_weight: 2.0,
             max_tokens: 256,
             cache_dir: None,
@@ -238,6 +244,12 @@ pub fn train(
     } else {
         HashMap::new()
     };
+    let members = settings.members.max(1);
+    if members > 1 && settings.tuned_layers > 0 {
+        return Err(TrainError::Data(
+            "an ensemble (--members > 1) needs a frozen encoder (--tuned-layers 0)".into(),
+        ));
+    }
     let varmap = VarMap::new();
     let feature_count = features::feature_count();
     {
@@ -251,44 +263,48 @@ pub fn train(
             }
         }
         let h = config.hidden_size;
-        let mut init = |name: &str, shape: &[usize], fan_in: usize| -> candle_core::Result<()> {
-            let bound = 1.0 / (fan_in as f32).sqrt();
-            let n: usize = shape.iter().product();
-            let v: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
-            vars.insert(
-                name.into(),
-                Var::from_tensor(&Tensor::from_vec(v, shape, &device)?)?,
-            );
-            Ok(())
-        };
         let pooled = if settings.attention_pool { 2 * h } else { h };
         let input = pooled + feature_count;
-        if settings.attention_pool {
-            init("head.attention_query", &[h], h)?;
+        for k in 0..members {
+            // Member 0 draws from the run's generator (so one member is the
+            // single model); the others from their own seeds.
+            let mut own = StdRng::seed_from_u64(settings.seed.wrapping_add(k as u64));
+            let rng: &mut StdRng = if k == 0 { &mut rng } else { &mut own };
+            let head = member_prefix(k);
+            let mut init =
+                |name: &str, shape: &[usize], fan_in: usize| -> candle_core::Result<()> {
+                    let bound = 1.0 / (fan_in as f32).sqrt();
+                    let n: usize = shape.iter().product();
+                    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
+                    vars.insert(
+                        format!("{head}.{name}"),
+                        Var::from_tensor(&Tensor::from_vec(v, shape, &device)?)?,
+                    );
+                    Ok(())
+                };
+            if settings.attention_pool {
+                init("attention_query", &[h], h)?;
+            }
+            init("shared.weight", &[settings.hidden, input], input)?;
+            init("shared.bias", &[settings.hidden], input)?;
+            for (name, n) in [
+                ("category", crate::taxonomy::Category::ALL.len()),
+                ("motive", crate::taxonomy::Motive::ALL.len()),
+                ("flags", RiskFlag::ALL.len()),
+            ] {
+                init(
+                    &format!("{name}.weight"),
+                    &[n, settings.hidden],
+                    settings.hidden,
+                )?;
+                init(&format!("{name}.bias"), &[n], settings.hidden)?;
+            }
+            init("intensity.weight", &[1, settings.hidden], settings.hidden)?;
+            vars.insert(
+                format!("{head}.intensity_thresholds"),
+                Var::from_tensor(&Tensor::new(&[1.0f32, 0.0, -1.0], &device)?)?,
+            );
         }
-        init("head.shared.weight", &[settings.hidden, input], input)?;
-        init("head.shared.bias", &[settings.hidden], input)?;
-        for (name, n) in [
-            ("category", crate::taxonomy::Category::ALL.len()),
-            ("motive", crate::taxonomy::Motive::ALL.len()),
-            ("flags", RiskFlag::ALL.len()),
-        ] {
-            init(
-                &format!("head.{name}.weight"),
-                &[n, settings.hidden],
-                settings.hidden,
-            )?;
-            init(&format!("head.{name}.bias"), &[n], settings.hidden)?;
-        }
-        init(
-            "head.intensity.weight",
-            &[1, settings.hidden],
-            settings.hidden,
-        )?;
-        vars.insert(
-            "head.intensity_thresholds".into(),
-            Var::from_tensor(&Tensor::new(&[1.0f32, 0.0, -1.0], &device)?)?,
-        );
     }
     let heads_config = HeadsConfig {
         name: settings.name.clone(),
@@ -297,32 +313,22 @@ pub fn train(
         features: feature_count,
         hidden: settings.hidden,
         attention_pool: settings.attention_pool,
+        members,
         temperature: Temperatures::default(),
     };
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
     let mut heads = ComplaintHeads::load(vb, &config, heads_config)?;
 
-    let (layer_vars, head_vars): (Vec<Var>, Vec<Var>) = {
+    let named_vars = |keep: &dyn Fn(&str) -> bool| -> Vec<Var> {
         let vars = varmap.data().lock().expect("varmap lock is never poisoned");
-        let mut names: Vec<&String> = vars.keys().collect();
+        let mut names: Vec<&String> = vars.keys().filter(|n| keep(n)).collect();
         names.sort();
-        let (l, h): (Vec<&String>, Vec<&String>) =
-            names.into_iter().partition(|n| n.starts_with("layer."));
-        (
-            l.into_iter().map(|n| vars[n].clone()).collect(),
-            h.into_iter().map(|n| vars[n].clone()).collect(),
-        )
+        names.into_iter().map(|n| vars[n].clone()).collect()
     };
     let adam = |lr: f64| ParamsAdamW {
         lr,
         weight_decay: settings.weight_decay,
         ..ParamsAdamW::default()
-    };
-    let mut opt_layers = AdamW::new(layer_vars, adam(settings.lr_layers))?;
-    let mut opt_heads = AdamW::new(head_vars, adam(settings.lr_heads))?;
-    let mut dropout = SeededDropout {
-        p: settings.dropout,
-        rng: StdRng::seed_from_u64(settings.seed ^ 0x5eed),
     };
 
     // Length-bucketed batches: sort by length, cut, shuffle the batch order.
@@ -333,37 +339,60 @@ pub fn train(
         .map(<[usize]>::to_vec)
         .collect();
     let total_steps = (batches.len() * settings.epochs).max(1);
-    let mut step = 0usize;
     let train_started = Instant::now();
     let mut epoch_losses = Vec::new();
-    for epoch in 0..settings.epochs {
-        let mut order: Vec<usize> = (0..batches.len()).collect();
-        order.shuffle(&mut rng);
-        let mut sum = 0.0;
-        for &b in &order {
-            // Linear warm-up over the first 5 %, then linear decay.
-            let progress = step as f64 / total_steps as f64;
-            let scale = if progress < 0.05 {
-                progress / 0.05
-            } else {
-                (1.0 - progress) / 0.95
-            };
-            opt_layers.set_learning_rate(settings.lr_layers * scale.max(0.02));
-            opt_heads.set_learning_rate(settings.lr_heads * scale.max(0.02));
-            let batch: Vec<&Cached> = batches[b].iter().map(|&i| &train_set[i]).collect();
-            let (hidden, mask, feats) = pad_batch(&batch, &device)?;
-            let logits = heads.forward_train(&hidden, &mask, &feats, &mut dropout)?;
-            let loss = batch_loss(&logits, &batch, settings.flag_loss_weight, &device)?;
-            let grads = loss.backward()?;
-            opt_layers.step(&grads)?;
-            opt_heads.step(&grads)?;
-            sum += f64::from(loss.to_scalar::<f32>()?);
-            step += 1;
+    for k in 0..members {
+        let prefix = format!("{}.", member_prefix(k));
+        let mut opt_layers = AdamW::new(
+            named_vars(&|n| k == 0 && n.starts_with("layer.")),
+            adam(settings.lr_layers),
+        )?;
+        let mut opt_heads = AdamW::new(
+            named_vars(&|n| n.starts_with(&prefix)),
+            adam(settings.lr_heads),
+        )?;
+        let salt = k as u64;
+        let mut dropout = SeededDropout {
+            p: settings.dropout,
+            rng: StdRng::seed_from_u64((settings.seed ^ 0x5eed).wrapping_add(salt)),
+        };
+        let mut own = StdRng::seed_from_u64(settings.seed.wrapping_add(salt) ^ 0xba7c);
+        let order_rng: &mut StdRng = if k == 0 { &mut rng } else { &mut own };
+        let mut step = 0usize;
+        for epoch in 0..settings.epochs {
+            let mut order: Vec<usize> = (0..batches.len()).collect();
+            order.shuffle(order_rng);
+            let mut sum = 0.0;
+            for &b in &order {
+                // Linear warm-up over the first 5 %, then linear decay.
+                let progress = step as f64 / total_steps as f64;
+                let scale = if progress < 0.05 {
+                    progress / 0.05
+                } else {
+                    (1.0 - progress) / 0.95
+                };
+                opt_layers.set_learning_rate(settings.lr_layers * scale.max(0.02));
+                opt_heads.set_learning_rate(settings.lr_heads * scale.max(0.02));
+                let batch: Vec<&Cached> = batches[b].iter().map(|&i| &train_set[i]).collect();
+                let (hidden, mask, feats) = pad_batch(&batch, &device)?;
+                let logits = heads.forward_train(k, &hidden, &mask, &feats, &mut dropout)?;
+                let loss = batch_loss(&logits, &batch, settings.flag_loss_weight, &device)?;
+                let grads = loss.backward()?;
+                opt_layers.step(&grads)?;
+                opt_heads.step(&grads)?;
+                sum += f64::from(loss.to_scalar::<f32>()?);
+                step += 1;
+            }
+            let mean = sum / batches.len().max(1) as f64;
+            tracing::info!(member = k, epoch, loss = mean, "epoch done");
+            eprintln!(
+                "member {}/{members}, epoch {}/{}: loss {mean:.4}",
+                k + 1,
+                epoch + 1,
+                settings.epochs
+            );
+            epoch_losses.push(mean);
         }
-        let mean = sum / batches.len().max(1) as f64;
-        tracing::info!(epoch, loss = mean, "epoch done");
-        eprintln!("epoch {}/{}: loss {mean:.4}", epoch + 1, settings.epochs);
-        epoch_losses.push(mean);
     }
     let train_seconds = train_started.elapsed().as_secs_f64();
 
@@ -568,15 +597,18 @@ fn fit_temperatures(
 }
 
 impl ComplaintHeads {
-    /// Training forward pass with seeded dropout on the head inputs.
+    /// Training forward pass of one member with seeded dropout on the head inputs.
     pub fn forward_train(
         &self,
+        member: usize,
         hidden: &Tensor,
         mask: &Tensor,
         features: &Tensor,
         dropout: &mut SeededDropout,
     ) -> candle_core::Result<HeadLogits> {
-        self.forward_with(hidden, mask, features, true, &mut |x| dropout.apply(x))
+        self.forward_with(hidden, mask, features, Some(member), true, &mut |x| {
+            dropout.apply(x)
+        })
     }
 }
 
