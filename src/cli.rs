@@ -105,17 +105,9 @@ pub enum Command {
         #[command(flatten)]
         analyzer: AnalyzerArgs,
     },
-    /// Score a JSON Lines file (`id`, `text` per line) into Analysis records, in input order.
-    Score {
-        /// Input JSON Lines file.
-        #[arg(long)]
-        input: PathBuf,
-        /// Output JSON Lines file.
-        #[arg(long)]
-        output: PathBuf,
-        #[command(flatten)]
-        analyzer: AnalyzerArgs,
-    },
+    /// Score a file of complaints (JSON Lines, CSV, TSV, Excel .xlsx) into
+    /// Analysis records (JSON Lines), in input order; bad rows go to an errors file.
+    Score(ScoreArgs),
     /// Fine-tune the top encoder layers and the heads on labelled complaints.
     Train {
         /// Labelled JSON Lines files (taxonomy evaluation-record format).
@@ -164,6 +156,39 @@ pub enum Command {
         #[command(flatten)]
         model: ModelArgs,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScoreArgs {
+    /// Input file: .jsonl, .csv, .tsv or .xlsx (or say which with --format).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output JSON Lines file of Analysis records.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Bad rows (line and reason) as JSON Lines; default OUTPUT with `.errors.jsonl`.
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub format: Option<kesu::batch::input::InputFormat>,
+    /// Text encoding of CSV/TSV/JSONL (a BOM always wins).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub encoding: kesu::batch::input::TextEncoding,
+    /// Column (header name or 1-based number) with the complaint text;
+    /// default: a header named text, content, 内容, 投诉内容 …
+    #[arg(long)]
+    pub text_col: Option<String>,
+    /// Column with the complaint id (default: id, 编号, 工单号 … if present; else the line number).
+    #[arg(long)]
+    pub id_col: Option<String>,
+    /// Column with the time received.
+    #[arg(long)]
+    pub time_col: Option<String>,
+    /// Column with the intake channel.
+    #[arg(long)]
+    pub channel_col: Option<String>,
+    #[command(flatten)]
+    pub analyzer: AnalyzerArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -233,11 +258,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Segment { text, user_dict } => segment(text, user_dict),
         Command::ExportModel { out, model } => export_model(&out, &model),
         Command::Analyze { text, id, analyzer } => analyze(&text, id, &analyzer),
-        Command::Score {
-            input,
-            output,
-            analyzer,
-        } => score(&input, &output, &analyzer),
+        Command::Score(args) => score(&args),
         Command::Train {
             data,
             out,
@@ -389,62 +410,76 @@ fn analyze(text: &str, id: Option<String>, args: &AnalyzerArgs) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// One input line of `kesu score`.
-#[derive(serde::Deserialize)]
-struct ScoreInput {
-    #[serde(default)]
-    id: Option<serde_json::Value>,
-    text: String,
-}
-
-fn score(
-    input: &std::path::Path,
-    output: &std::path::Path,
-    args: &AnalyzerArgs,
-) -> anyhow::Result<ExitCode> {
-    let text =
-        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
-    let mut items: Vec<(Option<String>, String)> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
+    use kesu::batch::input::{Columns, InputRow, read_rows};
+    let columns = Columns {
+        text: args.text_col.clone(),
+        id: args.id_col.clone(),
+        time: args.time_col.clone(),
+        channel: args.channel_col.clone(),
+    };
+    // Header and columns are checked before the model loads.
+    let rows = read_rows(&args.input, args.format, args.encoding, &columns)?;
+    let analyzer = args.analyzer.load()?;
+    let create = |path: &std::path::Path| -> anyhow::Result<BufWriter<std::fs::File>> {
+        Ok(BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ))
+    };
+    let mut out = create(&args.output)?;
+    let errors_path = args
+        .errors
+        .clone()
+        .unwrap_or_else(|| args.output.with_extension("errors.jsonl"));
+    let mut errors = create(&errors_path)?;
+    let (mut scored, mut failed) = (0usize, 0usize);
+    let chunk_size = analyzer.encoder().settings().batch_size.max(1) * 8;
+    let mut chunk: Vec<InputRow> = Vec::with_capacity(chunk_size);
+    let flush =
+        |chunk: &mut Vec<InputRow>, out: &mut BufWriter<std::fs::File>| -> anyhow::Result<usize> {
+            let items: Vec<(Option<String>, &str)> = chunk
+                .iter()
+                .map(|r| {
+                    (
+                        Some(r.id.clone().unwrap_or_else(|| r.line.to_string())),
+                        r.text.as_str(),
+                    )
+                })
+                .collect();
+            for record in analyzer.analyze(&items)? {
+                serde_json::to_writer(&mut *out, &record)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            let n = chunk.len();
+            chunk.clear();
+            Ok(n)
+        };
+    for row in rows {
+        match row {
+            Ok(row) => {
+                chunk.push(row);
+                if chunk.len() == chunk_size {
+                    scored += flush(&mut chunk, &mut out)?;
+                }
+            }
+            Err(bad) => {
+                failed += 1;
+                serde_json::to_writer(&mut errors, &bad)?;
+                errors.write_all(b"\n")?;
+            }
         }
-        let n = i + 1;
-        let rec: ScoreInput = serde_json::from_str(line).with_context(|| {
-            format!(
-                "{}:{n}: not a JSON object with a \"text\" string",
-                input.display()
-            )
-        })?;
-        if rec.text.trim().is_empty() {
-            bail!("{}:{n}: empty text", input.display());
-        }
-        let id = rec.id.map(|v| match v {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        });
-        items.push((id, rec.text));
     }
-    let analyzer = args.load()?;
-    let file =
-        std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?;
-    let mut out = BufWriter::new(file);
-    let batch = analyzer.encoder().settings().batch_size.max(1) * 8;
-    for chunk in items.chunks(batch) {
-        let refs: Vec<(Option<String>, &str)> = chunk
-            .iter()
-            .map(|(id, t)| (id.clone(), t.as_str()))
-            .collect();
-        for record in analyzer.analyze(&refs)? {
-            serde_json::to_writer(&mut out, &record)?;
-            out.write_all(b"\n")?;
-        }
-    }
-    out.flush()?;
+    scored += flush(&mut chunk, &mut out)?;
+    errors.flush()?;
     eprintln!(
-        "scored {} complaints into {}",
-        items.len(),
-        output.display()
+        "scored {scored} complaints into {}; {failed} bad rows{}",
+        args.output.display(),
+        if failed > 0 {
+            format!(" listed in {}", errors_path.display())
+        } else {
+            String::new()
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

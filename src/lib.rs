@@ -5,6 +5,7 @@
 //! → [`infer`] (batching queue, model threads) → [`http`] and the [`feed`].
 
 pub mod analyze;
+pub mod batch;
 pub mod dataset;
 pub mod eval;
 pub mod feed;

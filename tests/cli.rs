@@ -153,7 +153,7 @@ fn analyze_prints_an_analysis_record() {
 }
 
 #[test]
-fn score_keeps_order_and_ids_and_names_a_bad_line() {
+fn score_keeps_order_and_ids_and_sets_bad_lines_aside() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     let output = dir.path().join("out.jsonl");
@@ -187,11 +187,32 @@ fn score_keeps_order_and_ids_and_names_a_bad_line() {
     let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["a", "7", "c"]);
 
-    std::fs::write(&input, format!("{}\n{{\"id\": \"x\"}}\n", lines[0])).unwrap();
+    std::fs::write(
+        &input,
+        format!("{}\n{{\"id\": \"x\"}}\n{}\n", lines[0], lines[2]),
+    )
+    .unwrap();
     let out = score();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("in.jsonl:2"), "{err}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<String> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids, ["a", "c"], "the job goes on past a bad line");
+    let errors = std::fs::read_to_string(dir.path().join("out.errors.jsonl")).unwrap();
+    let bad: serde_json::Value = serde_json::from_str(errors.trim()).unwrap();
+    assert_eq!(bad["line"], 2);
+    assert!(bad["reason"].as_str().unwrap().contains("text"), "{bad}");
 }
 
 #[test]
