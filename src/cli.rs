@@ -187,6 +187,16 @@ pub struct ScoreArgs {
     /// Column with the intake channel.
     #[arg(long)]
     pub channel_col: Option<String>,
+    /// Continue an interrupted job (from OUTPUT.progress.json) without
+    /// re-scoring or duplicating rows.
+    #[arg(long)]
+    pub resume: bool,
+    /// Rows per chunk; each chunk is written and checkpointed whole.
+    #[arg(long, default_value_t = 512)]
+    pub chunk_rows: usize,
+    /// No progress on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
     #[command(flatten)]
     pub analyzer: AnalyzerArgs,
 }
@@ -411,7 +421,8 @@ fn analyze(text: &str, id: Option<String>, args: &AnalyzerArgs) -> anyhow::Resul
 }
 
 fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
-    use kesu::batch::input::{Columns, InputRow, read_rows};
+    use kesu::batch::input::{Columns, InputFormat, read_rows};
+    use kesu::batch::score::{Progress, ScoreSettings, count_lines, score_rows};
     let columns = Columns {
         text: args.text_col.clone(),
         id: args.id_col.clone(),
@@ -420,67 +431,52 @@ fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     };
     // Header and columns are checked before the model loads.
     let rows = read_rows(&args.input, args.format, args.encoding, &columns)?;
-    let analyzer = args.analyzer.load()?;
-    let create = |path: &std::path::Path| -> anyhow::Result<BufWriter<std::fs::File>> {
-        Ok(BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        ))
+    let format = args.format.or_else(|| InputFormat::from_path(&args.input));
+    let expected_rows = match format {
+        Some(InputFormat::Xlsx) | None => None,
+        Some(_) => count_lines(&args.input).ok(),
     };
-    let mut out = create(&args.output)?;
-    let errors_path = args
-        .errors
-        .clone()
-        .unwrap_or_else(|| args.output.with_extension("errors.jsonl"));
-    let mut errors = create(&errors_path)?;
-    let (mut scored, mut failed) = (0usize, 0usize);
-    let chunk_size = analyzer.encoder().settings().batch_size.max(1) * 8;
-    let mut chunk: Vec<InputRow> = Vec::with_capacity(chunk_size);
-    let flush =
-        |chunk: &mut Vec<InputRow>, out: &mut BufWriter<std::fs::File>| -> anyhow::Result<usize> {
-            let items: Vec<(Option<String>, &str)> = chunk
-                .iter()
-                .map(|r| {
-                    (
-                        Some(r.id.clone().unwrap_or_else(|| r.line.to_string())),
-                        r.text.as_str(),
-                    )
-                })
-                .collect();
-            for record in analyzer.analyze(&items)? {
-                serde_json::to_writer(&mut *out, &record)?;
-                out.write_all(b"\n")?;
-            }
-            out.flush()?;
-            let n = chunk.len();
-            chunk.clear();
-            Ok(n)
-        };
-    for row in rows {
-        match row {
-            Ok(row) => {
-                chunk.push(row);
-                if chunk.len() == chunk_size {
-                    scored += flush(&mut chunk, &mut out)?;
-                }
-            }
-            Err(bad) => {
-                failed += 1;
-                serde_json::to_writer(&mut errors, &bad)?;
-                errors.write_all(b"\n")?;
-            }
-        }
-    }
-    scored += flush(&mut chunk, &mut out)?;
-    errors.flush()?;
-    eprintln!(
-        "scored {scored} complaints into {}; {failed} bad rows{}",
-        args.output.display(),
-        if failed > 0 {
-            format!(" listed in {}", errors_path.display())
+    let analyzer = args.analyzer.load()?;
+    let settings = ScoreSettings {
+        output: args.output.clone(),
+        errors: args
+            .errors
+            .clone()
+            .unwrap_or_else(|| args.output.with_extension("errors.jsonl")),
+        chunk_rows: args.chunk_rows,
+        resume: args.resume,
+        progress: if args.quiet {
+            Progress::Quiet
         } else {
-            String::new()
-        }
-    );
+            Progress::Auto
+        },
+        expected_rows,
+        input: args.input.clone(),
+    };
+    let outcome = score_rows(&analyzer, rows, &settings)?;
+    if !args.quiet {
+        eprintln!(
+            "scored {} complaints into {} in {:.1} s ({:.1}/s){}{}",
+            outcome.scored,
+            settings.output.display(),
+            outcome.seconds,
+            outcome.scored as f64 / outcome.seconds.max(1e-9),
+            if outcome.resumed > 0 {
+                format!("; {} rows were done before (--resume)", outcome.resumed)
+            } else {
+                String::new()
+            },
+            if outcome.failed > 0 {
+                format!(
+                    "; {} bad rows in {}",
+                    outcome.failed,
+                    settings.errors.display()
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

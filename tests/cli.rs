@@ -245,3 +245,121 @@ fn eval_prints_the_figures() {
         assert!(text.contains(needle), "missing {needle}: {text}");
     }
 }
+
+#[test]
+fn score_survives_kill_9_and_resumes_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    let output = dir.path().join("out.jsonl");
+    let progress = dir.path().join("out.jsonl.progress.json");
+    let texts = [
+        "快递三天没到",
+        "客服态度很差，直接挂电话",
+        "退款申请一周了还没处理",
+        "APP一直闪退，没法下单",
+        "电费多扣了两百",
+        "",
+    ];
+    let mut csv = String::from("id,text\n");
+    for i in 0..96 {
+        csv.push_str(&format!("r{i},{}\n", texts[i % texts.len()]));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let args = |resume: bool| {
+        let mut a = vec![
+            "score".to_string(),
+            "--input".into(),
+            input.display().to_string(),
+            "--output".into(),
+            output.display().to_string(),
+            "--chunk-rows".into(),
+            "8".into(),
+            "--quiet".into(),
+        ];
+        if resume {
+            a.push("--resume".into());
+        }
+        a
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kesu"))
+        .args(args(false))
+        .env("KESU_MODEL", model_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill -9 once at least two chunks are checkpointed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let rows = std::fs::read_to_string(&progress)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["rows"].as_u64())
+            .unwrap_or(0);
+        if rows >= 16 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress within 300 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        partial.is_empty() || partial.ends_with('\n'),
+        "a partial line after kill -9"
+    );
+    for line in partial.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("only complete records");
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kesu"))
+        .args(args(true))
+        .env("KESU_MODEL", model_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<String> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let want: Vec<String> = (0..96)
+        .filter(|i| i % 6 != 5)
+        .map(|i| format!("r{i}"))
+        .collect();
+    assert_eq!(ids, want, "every good row once, in order");
+    let errors: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.path().join("out.errors.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let lines: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    let want_lines: Vec<u64> = (0..96)
+        .filter(|i| i % 6 == 5)
+        .map(|i| i as u64 + 2)
+        .collect();
+    assert_eq!(lines, want_lines, "every empty row reported once");
+    // Resuming a finished job changes nothing.
+    let before = std::fs::read(&output).unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_kesu"))
+        .args(args(true))
+        .env("KESU_MODEL", model_dir())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(std::fs::read(&output).unwrap(), before);
+}

@@ -116,7 +116,7 @@ pub fn read_rows(
     format: Option<InputFormat>,
     encoding: TextEncoding,
     columns: &Columns,
-) -> Result<Box<dyn Iterator<Item = RowResult>>, InputError> {
+) -> Result<Box<dyn Iterator<Item = RowResult> + Send>, InputError> {
     let format = format
         .or_else(|| InputFormat::from_path(path))
         .ok_or_else(|| InputError::UnknownFormat {
@@ -135,7 +135,7 @@ pub fn read_rows(
             reader.read_exact(&mut bom_buf).map_err(io)?;
             // UTF-16 is transcoded to UTF-8 on the fly; everything else is
             // split on ASCII bytes (safe for GBK/GB18030) and decoded per field.
-            let reader: Box<dyn BufRead> =
+            let reader: Box<dyn BufRead + Send> =
                 if encoding == encoding_rs::UTF_16LE || encoding == encoding_rs::UTF_16BE {
                     Box::new(BufReader::new(
                         encoding_rs_io::DecodeReaderBytesBuilder::new()
@@ -297,11 +297,11 @@ fn table_row(line: usize, cells: &[String], layout: &Layout) -> RowResult {
 
 fn delimited_rows(
     path: &Path,
-    reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead + Send>,
     delimiter: u8,
     encoding: &'static Encoding,
     columns: &Columns,
-) -> Result<Box<dyn Iterator<Item = RowResult>>, InputError> {
+) -> Result<Box<dyn Iterator<Item = RowResult> + Send>, InputError> {
     let csv = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
@@ -359,7 +359,7 @@ fn delimited_rows(
 }
 
 fn jsonl_rows(
-    reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead + Send>,
     encoding: &'static Encoding,
     columns: Columns,
 ) -> impl Iterator<Item = RowResult> {
@@ -439,7 +439,7 @@ fn jsonl_rows(
 fn xlsx_rows(
     path: &Path,
     columns: &Columns,
-) -> Result<Box<dyn Iterator<Item = RowResult>>, InputError> {
+) -> Result<Box<dyn Iterator<Item = RowResult> + Send>, InputError> {
     use calamine::{Data, Reader, open_workbook_auto};
     let sheet_error = |message: String| InputError::Sheet {
         path: path.to_path_buf(),

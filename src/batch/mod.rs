@@ -1,4 +1,5 @@
-//! File scoring for analysts: reading their files ([`input`]), more to come
-//! (streaming, resume, summary).
+//! File scoring for analysts: reading their files ([`input`]) and the
+//! crash-safe, resumable scoring pipeline ([`score`]).
 
 pub mod input;
+pub mod score;
