@@ -194,9 +194,12 @@ pub struct ScoreArgs {
     /// Rows per chunk; each chunk is written and checkpointed whole.
     #[arg(long, default_value_t = 512)]
     pub chunk_rows: usize,
-    /// No progress on stderr.
+    /// No progress on stderr and no summary table on stdout.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Where to write the summary as JSON (default: OUTPUT with `.summary.json`).
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
     #[command(flatten)]
     pub analyzer: AnalyzerArgs,
 }
@@ -454,13 +457,25 @@ fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         input: args.input.clone(),
     };
     let outcome = score_rows(&analyzer, rows, &settings)?;
+    let summary = kesu::batch::summary::summarize(&settings.output, outcome.failed)
+        .with_context(|| format!("summarising {}", settings.output.display()))?;
+    let summary_path = args
+        .summary
+        .clone()
+        .unwrap_or_else(|| args.output.with_extension("summary.json"));
+    std::fs::write(
+        &summary_path,
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )
+    .with_context(|| format!("writing {}", summary_path.display()))?;
     if !args.quiet {
+        print!("{summary}");
         eprintln!(
             "scored {} complaints into {} in {:.1} s ({:.1}/s){}{}",
-            outcome.scored,
+            outcome.scored_now,
             settings.output.display(),
             outcome.seconds,
-            outcome.scored as f64 / outcome.seconds.max(1e-9),
+            outcome.scored_now as f64 / outcome.seconds.max(1e-9),
             if outcome.resumed > 0 {
                 format!("; {} rows were done before (--resume)", outcome.resumed)
             } else {

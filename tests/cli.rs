@@ -353,6 +353,20 @@ fn score_survives_kill_9_and_resumes_without_loss_or_duplicates() {
         .map(|i| i as u64 + 2)
         .collect();
     assert_eq!(lines, want_lines, "every empty row reported once");
+    // The summary covers the rows of both runs.
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out.summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["scored"], 80);
+    assert_eq!(summary["bad_rows"], 16);
+    let by_level: u64 = summary["risk_levels"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_level, 80);
     // Resuming a finished job changes nothing.
     let before = std::fs::read(&output).unwrap();
     let again = Command::new(env!("CARGO_BIN_EXE_kesu"))

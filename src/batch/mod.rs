@@ -3,3 +3,4 @@
 
 pub mod input;
 pub mod score;
+pub mod summary;

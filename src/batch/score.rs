@@ -46,8 +46,12 @@ pub struct ScoreSettings {
 /// What a job did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScoreOutcome {
+    /// Complaints in the output (this run and any resumed one).
     pub scored: u64,
+    /// Bad rows in the errors file (this run and any resumed one).
     pub failed: u64,
+    /// Complaints scored by this run.
+    pub scored_now: u64,
     /// Rows done by an earlier run and skipped by `--resume`.
     pub resumed: u64,
     pub seconds: f64,
@@ -168,10 +172,12 @@ pub fn score_rows(
     let (mut out, mut errors, mut cp) = open_outputs(settings)?;
     let cp_path = checkpoint_path(&settings.output);
     let resumed = cp.rows;
+    let scored_before = cp.scored;
     if cp.done {
         return Ok(ScoreOutcome {
-            scored: 0,
-            failed: 0,
+            scored: cp.scored,
+            failed: cp.failed,
+            scored_now: 0,
             resumed,
             seconds: 0.0,
         });
@@ -259,6 +265,7 @@ pub fn score_rows(
     Ok(ScoreOutcome {
         scored: cp.scored,
         failed: cp.failed,
+        scored_now: cp.scored - scored_before,
         resumed,
         seconds: started.elapsed().as_secs_f64(),
     })
