@@ -163,9 +163,12 @@ pub struct ScoreArgs {
     /// Input file: .jsonl, .csv, .tsv or .xlsx (or say which with --format).
     #[arg(long)]
     pub input: PathBuf,
-    /// Output JSON Lines file of Analysis records.
+    /// Output file: Analysis records as JSON Lines, or flattened columns
+    /// when it ends in `.csv` (or with --output-format).
     #[arg(long)]
     pub output: PathBuf,
+    #[arg(long, value_enum)]
+    pub output_format: Option<kesu::batch::score::OutputFormat>,
     /// Bad rows (line and reason) as JSON Lines; default OUTPUT with `.errors.jsonl`.
     #[arg(long)]
     pub errors: Option<PathBuf>,
@@ -425,7 +428,7 @@ fn analyze(text: &str, id: Option<String>, args: &AnalyzerArgs) -> anyhow::Resul
 
 fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     use kesu::batch::input::{Columns, InputFormat, read_rows};
-    use kesu::batch::score::{Progress, ScoreSettings, count_lines, score_rows};
+    use kesu::batch::score::{OutputFormat, Progress, ScoreSettings, count_lines, score_rows};
     let columns = Columns {
         text: args.text_col.clone(),
         id: args.id_col.clone(),
@@ -442,6 +445,9 @@ fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     let analyzer = args.analyzer.load()?;
     let settings = ScoreSettings {
         output: args.output.clone(),
+        output_format: args
+            .output_format
+            .unwrap_or_else(|| OutputFormat::from_path(&args.output)),
         errors: args
             .errors
             .clone()
@@ -457,8 +463,7 @@ fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         input: args.input.clone(),
     };
     let outcome = score_rows(&analyzer, rows, &settings)?;
-    let summary = kesu::batch::summary::summarize(&settings.output, outcome.failed)
-        .with_context(|| format!("summarising {}", settings.output.display()))?;
+    let summary = &outcome.summary;
     let summary_path = args
         .summary
         .clone()

@@ -213,6 +213,36 @@ fn score_keeps_order_and_ids_and_sets_bad_lines_aside() {
     let bad: serde_json::Value = serde_json::from_str(errors.trim()).unwrap();
     assert_eq!(bad["line"], 2);
     assert!(bad["reason"].as_str().unwrap().contains("text"), "{bad}");
+
+    // Flattened CSV output, chosen by the extension.
+    let csv_out = dir.path().join("out.csv");
+    let out = kesu(
+        &[
+            "score",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            csv_out.to_str().unwrap(),
+            "--quiet",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&csv_out).unwrap();
+    let mut rows = text.lines();
+    assert!(
+        rows.next()
+            .unwrap()
+            .starts_with("id,category,category_score,intensity,")
+    );
+    let first = rows.next().unwrap();
+    assert!(first.starts_with("a,"), "{first}");
+    assert!(first.contains("regulator"), "消协 is a regulator: {first}");
+    assert_eq!(rows.count(), 1);
 }
 
 #[test]

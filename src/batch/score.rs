@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::input::{RowError, RowResult};
+use super::summary::Summary;
 use crate::analyze::{AnalyzeError, Job, Prepared};
 use crate::infer::Engine;
+use crate::taxonomy::Label;
 
 /// How progress is shown on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,10 +30,86 @@ pub enum Progress {
     Quiet,
 }
 
+/// What the output file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One Analysis record per line.
+    Jsonl,
+    /// Flattened columns, one row per complaint.
+    Csv,
+}
+
+impl OutputFormat {
+    /// `.csv` → CSV, anything else JSON Lines.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("csv") => Self::Csv,
+            _ => Self::Jsonl,
+        }
+    }
+}
+
+/// Columns of the CSV output.
+pub const CSV_COLUMNS: &[&str] = &[
+    "id",
+    "category",
+    "category_score",
+    "intensity",
+    "intensity_label",
+    "intensity_score",
+    "motive",
+    "motive_score",
+    "risk_level",
+    "flagged",
+    "flags",
+    "flag_scores",
+    "evidence",
+    "truncated",
+    "model_version",
+];
+
+fn csv_row(a: &crate::analyze::Analysis) -> Vec<String> {
+    let flags: Vec<&str> = a.risk.flags.iter().map(|f| f.flag.id()).collect();
+    let scores: Vec<String> = a
+        .risk
+        .flags
+        .iter()
+        .map(|f| format!("{:.3}", f.score))
+        .collect();
+    let evidence: Vec<String> = a
+        .risk
+        .flags
+        .iter()
+        .flat_map(|f| {
+            f.evidence
+                .iter()
+                .map(move |e| format!("{}:{}[{}..{}]", f.flag.id(), e.text, e.start, e.end))
+        })
+        .collect();
+    vec![
+        a.id.clone().unwrap_or_default(),
+        a.category.label.id().to_string(),
+        format!("{:.4}", a.category.score),
+        a.intensity.level.to_string(),
+        a.intensity.label.id().to_string(),
+        format!("{:.4}", a.intensity.score),
+        a.motive.label.id().to_string(),
+        format!("{:.4}", a.motive.score),
+        a.risk.level.id().to_string(),
+        a.risk.flagged.to_string(),
+        flags.join(";"),
+        scores.join(";"),
+        evidence.join("; "),
+        a.truncated.to_string(),
+        a.model.version.clone(),
+    ]
+}
+
 /// Resolved settings of one scoring job.
 #[derive(Debug, Clone)]
 pub struct ScoreSettings {
     pub output: PathBuf,
+    pub output_format: OutputFormat,
     pub errors: PathBuf,
     /// Rows per chunk (a chunk is written, and checkpointed, as a whole).
     pub chunk_rows: usize,
@@ -44,7 +122,7 @@ pub struct ScoreSettings {
 }
 
 /// What a job did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ScoreOutcome {
     /// Complaints in the output (this run and any resumed one).
     pub scored: u64,
@@ -55,6 +133,7 @@ pub struct ScoreOutcome {
     /// Rows done by an earlier run and skipped by `--resume`.
     pub resumed: u64,
     pub seconds: f64,
+    pub summary: Summary,
 }
 
 /// Errors that stop a job (bad rows do not).
@@ -83,6 +162,7 @@ struct Checkpoint {
     output_bytes: u64,
     errors_bytes: u64,
     done: bool,
+    summary: Summary,
 }
 
 /// `OUTPUT.progress.json`.
@@ -123,6 +203,7 @@ fn open_outputs(settings: &ScoreSettings) -> Result<(File, File, Checkpoint), Sc
         output_bytes: 0,
         errors_bytes: 0,
         done: false,
+        summary: Summary::new(0),
     };
     let cp_path = checkpoint_path(&settings.output);
     let checkpoint = if settings.resume {
@@ -180,6 +261,7 @@ pub fn score_rows(
             scored_now: 0,
             resumed,
             seconds: 0.0,
+            summary: cp.summary,
         });
     }
     let chunk_rows = settings.chunk_rows.max(1);
@@ -233,9 +315,33 @@ pub fn score_rows(
                 .collect();
             let records = engine.analyze(&jobs)?;
             let mut out_buf = Vec::with_capacity(records.len() * 512);
+            match settings.output_format {
+                OutputFormat::Jsonl => {
+                    for record in &records {
+                        serde_json::to_writer(&mut out_buf, record).expect("records serialise");
+                        out_buf.push(b'\n');
+                    }
+                }
+                OutputFormat::Csv => {
+                    let mut w = csv::Writer::from_writer(&mut out_buf);
+                    let io = |e: csv::Error| ScoreError::Io {
+                        path: settings.output.clone(),
+                        source: e.into(),
+                    };
+                    if cp.output_bytes == 0 {
+                        w.write_record(CSV_COLUMNS).map_err(io)?;
+                    }
+                    for record in &records {
+                        w.write_record(csv_row(record)).map_err(io)?;
+                    }
+                    w.flush().map_err(|e| ScoreError::Io {
+                        path: settings.output.clone(),
+                        source: e,
+                    })?;
+                }
+            }
             for record in &records {
-                serde_json::to_writer(&mut out_buf, record).expect("records serialise");
-                out_buf.push(b'\n');
+                cp.summary.add(record);
             }
             let mut err_buf = Vec::new();
             for bad in chunk.iter().filter_map(|r| r.as_ref().err()) {
@@ -254,6 +360,8 @@ pub fn score_rows(
             cp.failed += (chunk.len() - records.len()) as u64;
             cp.output_bytes += out_buf.len() as u64;
             cp.errors_bytes += err_buf.len() as u64;
+            cp.summary.bad_rows = cp.failed;
+            cp.summary.trim();
             write_checkpoint(&cp_path, &cp)?;
             progress.advance(cp.rows, cp.failed);
         }
@@ -268,6 +376,7 @@ pub fn score_rows(
         scored_now: cp.scored - scored_before,
         resumed,
         seconds: started.elapsed().as_secs_f64(),
+        summary: cp.summary,
     })
 }
 

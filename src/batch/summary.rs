@@ -1,19 +1,17 @@
 //! The end-of-job summary: category × intensity counts, motives, risk
-//! levels, flags and the top flagged complaints. Built from the output file,
-//! so a resumed job's summary covers every row.
+//! levels, flags and the top flagged complaints. Kept in the job's progress
+//! file, so a resumed job's summary covers every row.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::BufRead;
-use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::analyze::Analysis;
 use crate::taxonomy::{Category, Intensity, Label, Motive, RiskFlag, RiskLevel};
 
 /// One flagged complaint in the summary's top list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TopFlagged {
     pub id: Option<String>,
     pub level: RiskLevel,
@@ -27,7 +25,7 @@ pub struct TopFlagged {
 }
 
 /// Counts over a scored file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub scored: u64,
     pub bad_rows: u64,
@@ -43,7 +41,7 @@ pub struct Summary {
 const TOP: usize = 20;
 
 impl Summary {
-    fn new(bad_rows: u64) -> Self {
+    pub fn new(bad_rows: u64) -> Self {
         Self {
             scored: 0,
             bad_rows,
@@ -68,7 +66,8 @@ impl Summary {
         }
     }
 
-    fn add(&mut self, a: &Analysis) {
+    /// Count one record.
+    pub fn add(&mut self, a: &Analysis) {
         self.scored += 1;
         let level = usize::from(a.intensity.level.min(3));
         if let Some(row) = self.category_by_intensity.get_mut(a.category.label.id()) {
@@ -107,7 +106,8 @@ impl Summary {
         }
     }
 
-    fn trim(&mut self) {
+    /// Keep only the top flagged complaints.
+    pub fn trim(&mut self) {
         self.top_flagged.sort_by(|a, b| {
             b.level
                 .cmp(&a.level)
@@ -116,23 +116,6 @@ impl Summary {
         });
         self.top_flagged.truncate(TOP);
     }
-}
-
-/// Summarise an output file of Analysis records (one per line).
-pub fn summarize(output: &Path, bad_rows: u64) -> std::io::Result<Summary> {
-    let mut summary = Summary::new(bad_rows);
-    let reader = std::io::BufReader::new(std::fs::File::open(output)?);
-    for line in reader.lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record: Analysis = serde_json::from_str(&line)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        summary.add(&record);
-    }
-    summary.trim();
-    Ok(summary)
 }
 
 impl fmt::Display for Summary {
