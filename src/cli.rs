@@ -203,6 +203,9 @@ pub struct ScoreArgs {
     /// Where to write the summary as JSON (default: OUTPUT with `.summary.json`).
     #[arg(long)]
     pub summary: Option<PathBuf>,
+    /// Also write the summary as a self-contained HTML page with charts.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     #[command(flatten)]
     pub analyzer: AnalyzerArgs,
 }
@@ -473,6 +476,11 @@ fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         serde_json::to_string_pretty(&summary)? + "\n",
     )
     .with_context(|| format!("writing {}", summary_path.display()))?;
+    if let Some(path) = &args.report {
+        let title = format!("kesu — {}", args.input.display());
+        std::fs::write(path, kesu::batch::report::html_report(summary, &title))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if !args.quiet {
         print!("{summary}");
         eprintln!(

@@ -2,5 +2,6 @@
 //! crash-safe, resumable scoring pipeline ([`score`]).
 
 pub mod input;
+pub mod report;
 pub mod score;
 pub mod summary;
