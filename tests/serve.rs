@@ -113,6 +113,32 @@ async fn real_model_over_a_socket_with_feed_and_graceful_shutdown() {
     let direct: Value = serde_json::from_str(&serde_json::to_string(&direct[0]).unwrap()).unwrap();
     assert_eq!(direct, record);
 
+    // `kesu score` gives the same record for the same complaint.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("one.jsonl");
+    let output = dir.path().join("one.scored.jsonl");
+    std::fs::write(
+        &input,
+        json!({"id": "e2e-1", "text": text}).to_string() + "\n",
+    )
+    .unwrap();
+    let scored = std::process::Command::new(env!("CARGO_BIN_EXE_kesu"))
+        .args(["score", "--quiet", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .env("KESU_MODEL", model_dir())
+        .output()
+        .unwrap();
+    assert!(
+        scored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scored.stderr)
+    );
+    let from_score: Value =
+        serde_json::from_str(std::fs::read_to_string(&output).unwrap().trim()).unwrap();
+    assert_eq!(from_score, record, "kesu score and the HTTP API agree");
+
     // Its feed event arrives over the wire.
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
