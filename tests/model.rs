@@ -123,8 +123,7 @@ fn encoder_matches_candle_transformers_bert_model() {
         .map(|t| encoder().tokenize(t).unwrap())
         .collect();
     let refs: Vec<_> = tokens.iter().collect();
-    let ours = encoder().forward(&refs).unwrap();
-    let mask = encoder().attention_mask(&refs).unwrap();
+    let (ours, mask) = encoder().forward(&refs).unwrap();
     let seq = ours.dim(1).unwrap();
     let ids: Vec<u32> = tokens
         .iter()

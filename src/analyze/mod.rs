@@ -89,7 +89,7 @@ pub fn frozen_hidden(
     batch: &[&Prepared],
 ) -> Result<(Tensor, Tensor), ModelError> {
     let tokens: Vec<&Tokenized> = batch.iter().map(|p| &p.tokenized).collect();
-    Ok((encoder.forward(&tokens)?, encoder.attention_mask(&tokens)?))
+    encoder.forward(&tokens)
 }
 
 /// `[b, f]` matrix of per-complaint feature rows.
@@ -171,6 +171,18 @@ impl Analyzer {
 
     /// Analyse texts (ids echoed), in length-sorted batches; output in input order.
     pub fn analyze(&self, items: &[(Option<String>, &str)]) -> Result<Vec<Analysis>, AnalyzeError> {
+        Ok(self
+            .analyze_texts_with_probabilities(items)?
+            .into_iter()
+            .map(|(record, _)| record)
+            .collect())
+    }
+
+    /// [`Analyzer::analyze`] with every head's full distribution (evaluation).
+    pub fn analyze_texts_with_probabilities(
+        &self,
+        items: &[(Option<String>, &str)],
+    ) -> Result<Vec<(Analysis, HeadProbs)>, AnalyzeError> {
         let prepared = items
             .iter()
             .map(|(_, text)| self.prepare(text))
@@ -184,7 +196,7 @@ impl Analyzer {
                 prepared,
             })
             .collect();
-        self.analyze_prepared(&jobs)
+        self.analyze_with_probabilities(&jobs)
     }
 
     /// Analyse prepared complaints in length-sorted batches; output in input order.

@@ -197,14 +197,14 @@ impl Encoder {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let hidden = self.forward(batch)?;
-        let mask = self.attention_mask(batch)?;
+        let (hidden, mask) = self.forward(batch)?;
         let pooled = mean_pool(&hidden, &mask)?;
         Ok(l2_normalize(&pooled)?.to_vec2::<f32>()?)
     }
 
-    /// Last hidden states `[batch, seq, hidden]` of a right-padded batch.
-    pub fn forward(&self, batch: &[&Tokenized]) -> Result<Tensor, ModelError> {
+    /// Last hidden states `[batch, seq, hidden]` of a right-padded batch, and
+    /// the attention mask it was run with (callers pool with it).
+    pub fn forward(&self, batch: &[&Tokenized]) -> Result<(Tensor, Tensor), ModelError> {
         let seq = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0);
         let pad = self.config.pad_token_id as u32;
         let mut ids = Vec::with_capacity(batch.len() * seq);
@@ -214,11 +214,12 @@ impl Encoder {
         }
         let ids = Tensor::from_vec(ids, (batch.len(), seq), &self.device)?;
         let mask = self.attention_mask(batch)?;
-        Ok(self.model.forward(&ids, &mask)?)
+        let hidden = self.model.forward(&ids, &mask)?;
+        Ok((hidden, mask))
     }
 
     /// `[batch, seq]` u32 mask, 1 for real tokens.
-    pub fn attention_mask(&self, batch: &[&Tokenized]) -> Result<Tensor, ModelError> {
+    fn attention_mask(&self, batch: &[&Tokenized]) -> Result<Tensor, ModelError> {
         let seq = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0);
         let mut mask = Vec::with_capacity(batch.len() * seq);
         for t in batch {
