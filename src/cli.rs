@@ -633,21 +633,12 @@ fn eval(
 ) -> anyhow::Result<ExitCode> {
     let gold = kesu::dataset::read_labelled(data)?;
     let analyzer = args.load()?;
-    let prepared = gold
+    let items: Vec<(Option<String>, &str)> = gold
         .iter()
-        .map(|g| analyzer.prepare(&g.text))
-        .collect::<Result<Vec<_>, _>>()?;
-    let jobs: Vec<kesu::analyze::Job<'_>> = gold
-        .iter()
-        .zip(&prepared)
-        .map(|(g, prepared)| kesu::analyze::Job {
-            id: Some(&g.id),
-            text: &g.text,
-            prepared,
-        })
+        .map(|g| (Some(g.id.clone()), g.text.as_str()))
         .collect();
     let (pred, probs): (Vec<_>, Vec<_>) = analyzer
-        .analyze_with_probabilities(&jobs)?
+        .analyze_texts_with_probabilities(&items)?
         .into_iter()
         .unzip();
     let mut report = kesu::eval::evaluate(&gold, &pred);
