@@ -157,8 +157,6 @@ struct Checkpoint {
     input_bytes: u64,
     /// Input rows done (scored or set aside).
     rows: u64,
-    scored: u64,
-    failed: u64,
     output_bytes: u64,
     errors_bytes: u64,
     done: bool,
@@ -198,8 +196,6 @@ fn open_outputs(settings: &ScoreSettings) -> Result<(File, File, Checkpoint), Sc
         input: settings.input.display().to_string(),
         input_bytes,
         rows: 0,
-        scored: 0,
-        failed: 0,
         output_bytes: 0,
         errors_bytes: 0,
         done: false,
@@ -226,7 +222,7 @@ fn open_outputs(settings: &ScoreSettings) -> Result<(File, File, Checkpoint), Sc
         fresh
     };
     let open = |path: &Path, keep: u64| -> Result<File, ScoreError> {
-        let f = OpenOptions::new()
+        let mut f = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(!settings.resume)
@@ -234,7 +230,6 @@ fn open_outputs(settings: &ScoreSettings) -> Result<(File, File, Checkpoint), Sc
             .map_err(io_err(path))?;
         // Drop whatever an interrupted run wrote after its last checkpoint.
         f.set_len(keep).map_err(io_err(path))?;
-        let mut f = f;
         std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).map_err(io_err(path))?;
         Ok(f)
     };
@@ -253,11 +248,11 @@ pub fn score_rows(
     let (mut out, mut errors, mut cp) = open_outputs(settings)?;
     let cp_path = checkpoint_path(&settings.output);
     let resumed = cp.rows;
-    let scored_before = cp.scored;
+    let scored_before = cp.summary.scored;
     if cp.done {
         return Ok(ScoreOutcome {
-            scored: cp.scored,
-            failed: cp.failed,
+            scored: cp.summary.scored,
+            failed: cp.summary.bad_rows,
             scored_now: 0,
             resumed,
             seconds: 0.0,
@@ -356,14 +351,12 @@ pub fn score_rows(
             out.sync_data().map_err(io_err(&settings.output))?;
             errors.sync_data().map_err(io_err(&settings.errors))?;
             cp.rows += chunk.len() as u64;
-            cp.scored += records.len() as u64;
-            cp.failed += (chunk.len() - records.len()) as u64;
+            cp.summary.bad_rows += (chunk.len() - records.len()) as u64;
             cp.output_bytes += out_buf.len() as u64;
             cp.errors_bytes += err_buf.len() as u64;
-            cp.summary.bad_rows = cp.failed;
             cp.summary.trim();
             write_checkpoint(&cp_path, &cp)?;
-            progress.advance(cp.rows, cp.failed);
+            progress.advance(cp.rows, cp.summary.bad_rows);
         }
         Ok(())
     })?;
@@ -371,9 +364,9 @@ pub fn score_rows(
     write_checkpoint(&cp_path, &cp)?;
     progress.finish(cp.rows);
     Ok(ScoreOutcome {
-        scored: cp.scored,
-        failed: cp.failed,
-        scored_now: cp.scored - scored_before,
+        scored: cp.summary.scored,
+        failed: cp.summary.bad_rows,
+        scored_now: cp.summary.scored - scored_before,
         resumed,
         seconds: started.elapsed().as_secs_f64(),
         summary: cp.summary,
