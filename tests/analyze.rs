@@ -83,6 +83,23 @@ fn tiny_set() -> Vec<LabelledComplaint> {
         .collect()
 }
 
+/// Train twice into fresh folders, check the weights are byte-identical, and
+/// return the first folder and its report.
+fn train_twice(
+    data: &[LabelledComplaint],
+    settings: &TrainSettings,
+) -> (tempfile::TempDir, kesu::train::TrainReport) {
+    let source = ModelSource::Dir(model_dir());
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let report = train(data, &source, a.path(), settings).unwrap();
+    train(data, &source, b.path(), settings).unwrap();
+    let wa = std::fs::read(a.path().join("kesu-heads.safetensors")).unwrap();
+    let wb = std::fs::read(b.path().join("kesu-heads.safetensors")).unwrap();
+    assert_eq!(wa, wb, "same seed, same data: same weights");
+    (a, report)
+}
+
 #[test]
 fn training_is_seeded_and_its_artefact_loads() {
     let data = tiny_set();
@@ -94,15 +111,9 @@ fn training_is_seeded_and_its_artefact_loads() {
         ..TrainSettings::default()
     };
     let source = ModelSource::Dir(model_dir());
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let report = train(&data, &source, a.path(), &settings).unwrap();
-    train(&data, &source, b.path(), &settings).unwrap();
+    let (a, report) = train_twice(&data, &settings);
     assert_eq!(report.epoch_losses.len(), 2);
     assert!(report.epoch_losses.iter().all(|l| l.is_finite()));
-    let wa = std::fs::read(a.path().join("kesu-heads.safetensors")).unwrap();
-    let wb = std::fs::read(b.path().join("kesu-heads.safetensors")).unwrap();
-    assert_eq!(wa, wb, "same seed, same data: same weights");
 
     let analyzer = Analyzer::load(&source, a.path(), EncoderSettings::default()).unwrap();
     let out = analyzer
@@ -122,14 +133,8 @@ fn an_ensemble_trains_reproducibly_and_loads() {
         ..TrainSettings::default()
     };
     let source = ModelSource::Dir(model_dir());
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let report = train(&data, &source, a.path(), &settings).unwrap();
-    train(&data, &source, b.path(), &settings).unwrap();
+    let (a, report) = train_twice(&data, &settings);
     assert_eq!(report.epoch_losses.len(), 4, "two members × two epochs");
-    let wa = std::fs::read(a.path().join("kesu-heads.safetensors")).unwrap();
-    let wb = std::fs::read(b.path().join("kesu-heads.safetensors")).unwrap();
-    assert_eq!(wa, wb, "same seed, same data: same weights");
     let tensors = candle_core::safetensors::load(
         a.path().join("kesu-heads.safetensors"),
         &candle_core::Device::Cpu,

@@ -23,6 +23,23 @@ fn kesu(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The JSON objects of a JSON Lines file.
+fn read_json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+/// The `id` of every record in a scored JSON Lines file.
+fn scored_ids(path: &std::path::Path) -> Vec<String> {
+    read_json_lines(path)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8(out.stdout.clone())
         .unwrap()
@@ -179,13 +196,7 @@ fn score_keeps_order_and_ids_and_sets_bad_lines_aside() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let records: Vec<serde_json::Value> = std::fs::read_to_string(&output)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["a", "7", "c"]);
+    assert_eq!(scored_ids(&output), ["a", "7", "c"]);
 
     std::fs::write(
         &input,
@@ -198,19 +209,11 @@ fn score_keeps_order_and_ids_and_sets_bad_lines_aside() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ids: Vec<String> = std::fs::read_to_string(&output)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let ids = scored_ids(&output);
     assert_eq!(ids, ["a", "c"], "the job goes on past a bad line");
-    let errors = std::fs::read_to_string(dir.path().join("out.errors.jsonl")).unwrap();
-    let bad: serde_json::Value = serde_json::from_str(errors.trim()).unwrap();
+    let errors = read_json_lines(&dir.path().join("out.errors.jsonl"));
+    assert_eq!(errors.len(), 1);
+    let bad = &errors[0];
     assert_eq!(bad["line"], 2);
     assert!(bad["reason"].as_str().unwrap().contains("text"), "{bad}");
 
@@ -356,27 +359,13 @@ fn score_survives_kill_9_and_resumes_without_loss_or_duplicates() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ids: Vec<String> = std::fs::read_to_string(&output)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let ids = scored_ids(&output);
     let want: Vec<String> = (0..96)
         .filter(|i| i % 6 != 5)
         .map(|i| format!("r{i}"))
         .collect();
     assert_eq!(ids, want, "every good row once, in order");
-    let errors: Vec<serde_json::Value> =
-        std::fs::read_to_string(dir.path().join("out.errors.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+    let errors = read_json_lines(&dir.path().join("out.errors.jsonl"));
     let lines: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
     let want_lines: Vec<u64> = (0..96)
         .filter(|i| i % 6 == 5)
